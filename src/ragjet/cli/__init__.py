@@ -1,0 +1,11 @@
+"""The `ragjet` command line: one typer app, each command group in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ragjet: fast retrieval-augmented generation")
+
+
+def main() -> None:
+    app()

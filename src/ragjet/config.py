@@ -1,0 +1,144 @@
+"""One typed settings tree for every ragjet process.
+
+Values come, in rising priority, from the defaults below, a TOML file (``ragjet.toml`` in the working
+directory or the path in ``RAGJET_CONFIG``), and environment variables ``RAGJET_<SECTION>__<FIELD>``
+(for example ``RAGJET_INDEX__KIND=hnsw``). Engine internals take their own frozen dataclass configs
+built from these sections; pydantic lives only at this edge.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Section(BaseModel):
+    """Rejects unknown keys so a typo in a config file is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChunkSettings(Section):
+    max_tokens: int = Field(256, ge=16, le=8192, description="token budget of one chunk (embedder tokens)")
+    overlap_tokens: int = Field(32, ge=0, description="tokens repeated from the previous chunk")
+
+    @model_validator(mode="after")
+    def _overlap_below_budget(self) -> ChunkSettings:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(
+                f"chunk.overlap_tokens ({self.overlap_tokens}) must be below chunk.max_tokens ({self.max_tokens})"
+            )
+        return self
+
+
+class EmbedSettings(Section):
+    model: str = Field("all-MiniLM-L6-v2", description="packaged model name or a local model directory")
+    device: Device = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    max_wait_ms: float = Field(2.0, ge=0, description="dynamic batcher: longest wait to fill a batch")
+
+
+class IndexSettings(Section):
+    kind: Literal["flat", "ivf_flat", "ivf_pq", "hnsw"] = "flat"
+    nlist: int = Field(0, ge=0, description="IVF lists; 0 picks ~4*sqrt(N)")
+    nprobe: int = Field(16, ge=1)
+    pq_m: int = Field(48, ge=1, description="IVF-PQ sub-quantizers (must divide the dimension)")
+    hnsw_m: int = Field(32, ge=4)
+    ef_search: int = Field(64, ge=1)
+    refine_factor: int = Field(4, ge=1, description="ANN candidates per result kept for exact rescoring")
+    device: Device = "auto"
+
+
+class RetrieveSettings(Section):
+    top_k: int = Field(5, ge=1, le=1000)
+    coarse_k: int = Field(100, ge=1, le=10000, description="candidates from the first (ANN) stage")
+    use_bm25: bool = True
+    rrf_k: int = Field(60, ge=1, description="reciprocal-rank fusion constant")
+
+
+class LLMSettings(Section):
+    backend: Literal["native", "openai"] = "native"
+    model: str = Field("SmolLM2-135M-Instruct", description="packaged model name, a GGUF file or an HF directory")
+    device: Device = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
+    max_num_batched_tokens: int = Field(4096, ge=16)
+    max_model_len: int = Field(4096, ge=16)
+    block_size: int = Field(16, ge=1)
+    kv_cache_memory_gb: float = Field(0.0, ge=0, description="KV pool size; 0 sizes it automatically")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_waiting: int = Field(256, ge=1, description="bounded waiting queue; beyond it requests are refused")
+    enable_prefix_caching: bool = True
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_api_key: str = ""
+    openai_model: str = ""
+    request_timeout_s: float = Field(120.0, gt=0)
+
+
+class ServeSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int = Field(50051, ge=1, le=65535)
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGJET_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file=os.environ.get("RAGJET_CONFIG", "ragjet.toml"),
+    )
+
+    data_dir: Path = Field(Path("~/.local/share/ragjet"), description="collections, caches, review queue")
+    chunk: ChunkSettings = ChunkSettings()
+    embed: EmbedSettings = EmbedSettings()
+    index: IndexSettings = IndexSettings()
+    retrieve: RetrieveSettings = RetrieveSettings()
+    llm: LLMSettings = LLMSettings()
+    serve: ServeSettings = ServeSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def collections_dir(self) -> Path:
+        return self.data_dir.expanduser() / "collections"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir.expanduser() / "cache"
+
+
+class ConfigError(ValueError):
+    """A settings problem, phrased for the person who wrote the config."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings tree, turning pydantic's report into one readable message per bad field."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("invalid ragjet settings:\n" + "\n".join(lines)) from None
