@@ -9,3 +9,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="ragjet: fast
 
 def main() -> None:
     app()
+
+
+# Command modules register themselves on `app` when imported.
+from ragjet.cli import bench  # noqa: E402,F401

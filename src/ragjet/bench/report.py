@@ -1,0 +1,104 @@
+"""Benchmark results: one row type, a markdown table per suite, and machine-readable history.
+
+Every suite returns ``BenchRow``s measured in the same run as its peer, so the ratio is honest.
+``write_suite`` replaces that suite's section in docs/benchmarks.md and appends the rows to
+docs/benchmarks.json, which keeps the history for regression tracking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass(slots=True)
+class BenchRow:
+    suite: str
+    case: str  # what was run, e.g. "FlatIndex 1M batch=1"
+    metric: str  # e.g. "p50 latency"
+    value: float
+    unit: str
+    peer: str = ""  # the system measured side by side, if any
+    peer_value: float | None = None
+    higher_is_better: bool = True
+    settings: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """How many times better ragjet is than the peer (>1 means ragjet wins)."""
+        if self.peer_value in (None, 0) or self.value == 0:
+            return None
+        assert self.peer_value is not None
+        return self.value / self.peer_value if self.higher_is_better else self.peer_value / self.value
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def markdown_table(rows: list[BenchRow]) -> str:
+    lines = [
+        "| case | metric | ragjet | peer | peer value | ratio (×, >1 = ragjet better) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "–"
+        lines.append(
+            f"| {r.case} | {r.metric} | {_fmt(r.value)} {r.unit} | {r.peer or '–'} | "
+            f"{_fmt(r.peer_value) + ' ' + r.unit if r.peer_value is not None else '–'} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def write_suite(suite: str, title: str, rows: list[BenchRow], notes: str, out: Path) -> None:
+    """Replace the suite's section of the markdown report and append its rows to the JSON history."""
+    date, sha, machine = dt.date.today().isoformat(), _git_sha(), machine_description()
+    section = (
+        f"<!-- suite:{suite} -->\n## {title}\n\n"
+        f"Measured {date} at {sha} on {machine}.\n\n{notes.strip()}\n\n{markdown_table(rows)}\n"
+        f"<!-- /suite:{suite} -->\n"
+    )
+    text = out.read_text() if out.exists() else "# ragjet benchmarks\n\nWritten by `make bench`.\n\n"
+    pattern = re.compile(rf"<!-- suite:{re.escape(suite)} -->.*?<!-- /suite:{re.escape(suite)} -->\n", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+    history = out.with_suffix(".json")
+    records = json.loads(history.read_text()) if history.exists() else []
+    for r in rows:
+        rec = asdict(r) | {"ratio": r.ratio, "machine": machine, "date": date, "git_sha": sha}
+        records.append(rec)
+    history.write_text(json.dumps(records, indent=1) + "\n")

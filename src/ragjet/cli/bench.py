@@ -1,0 +1,36 @@
+"""`ragjet bench SUITE`: run a benchmark suite against its peers and write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ragjet.bench.report import markdown_table, write_suite
+from ragjet.cli import app
+
+# Each suite module exposes TITLE and run(quick) -> (rows, notes).
+SUITES = ("embed", "search", "ingest", "llm", "e2e")
+
+
+@app.command()
+def bench(
+    suite: str = typer.Argument("all", help=f"one of {', '.join(SUITES)} or 'all'"),
+    out: Path = typer.Option(Path("docs/benchmarks.md"), help="markdown report (a .json history sits beside it)"),
+    quick: bool = typer.Option(False, help="small sizes: a smoke run, not figures to publish"),
+) -> None:
+    """Measure ragjet against its peers in one run and record the table."""
+    names = SUITES if suite == "all" else (suite,)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise typer.BadParameter(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)} or 'all'")
+    console = Console()
+    for name in names:
+        module = importlib.import_module(f"ragjet.bench.{name}")
+        console.rule(f"bench {name}")
+        rows, notes = module.run(quick=quick)
+        console.print(markdown_table(rows))
+        if not quick:
+            write_suite(name, module.TITLE, rows, notes, out)
