@@ -7,6 +7,11 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ragjet: fast retrieval-augmented generation")
 
 
+@app.callback()
+def _root() -> None:
+    """ragjet: fast retrieval-augmented generation."""
+
+
 def main() -> None:
     app()
 
