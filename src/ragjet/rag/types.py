@@ -1,0 +1,84 @@
+"""What the RAG pipeline takes and returns; the REST, gRPC and CLI transports all speak these types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    collection: str
+    top_k: int | None = None  # chunks put into the prompt; None = settings.retrieve.top_k
+    filters: Mapping[str, object] | None = None  # source_prefix, title, page_min/page_max, metadata.<key>
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    deadline_s: float | None = None  # whole-request budget, seconds from arrival
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    number: int  # the [n] the prompt and the answer use
+    chunk_id: str
+    source: str
+    title: str
+    heading: str
+    page: int | None
+    score: float
+    text: str
+
+
+@dataclass(slots=True)
+class StageTimings:
+    """Milliseconds per stage of one request; prefill is time to first token after the prompt was queued."""
+
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+    rerank_ms: float = 0.0
+    prompt_ms: float = 0.0
+    queue_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: round(getattr(self, name), 3) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class Answer:
+    request_id: str
+    text: str
+    citations: list[Citation]
+    timings: StageTimings
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    finish_reason: str = "stop"
+    confidence: float | None = None
+    needs_review: bool = False
+    degraded: str | None = None  # why a fallback answered, e.g. "generator timeout: extractive answer"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerStart:
+    """First streamed event: retrieval is done, generation starts; citations are known already."""
+
+    request_id: str
+    citations: list[Citation] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDone:
+    answer: Answer
+
+
+AnswerEvent = AnswerStart | AnswerDelta | AnswerDone
