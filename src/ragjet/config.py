@@ -86,6 +86,16 @@ class LLMSettings(Section):
     request_timeout_s: float = Field(120.0, gt=0)
 
 
+class RagSettings(Section):
+    system_prompt: str = Field(
+        "You answer questions using only the numbered sources below. Cite the sources you use as [n], "
+        "for example [1] or [2][3]. If the sources do not contain the answer, say that you do not know.",
+        description="system message of every RAG prompt",
+    )
+    review_threshold: float = Field(0.35, ge=0, le=1, description="answers less confident than this need review")
+    max_context_chunks: int = Field(8, ge=1, le=100, description="most retrieved chunks put into one prompt")
+
+
 class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -107,6 +117,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retrieve: RetrieveSettings = RetrieveSettings()
     llm: LLMSettings = LLMSettings()
+    rag: RagSettings = RagSettings()
     serve: ServeSettings = ServeSettings()
 
     @classmethod
