@@ -100,7 +100,9 @@ class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     grpc_port: int = Field(50051, ge=1, le=65535)
-    max_request_bytes: int = Field(1_000_000, ge=1024)
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
+    max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload request")
+    default_collection: str = Field("python-docs", description="answers come from here when a request names none")
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,62 @@
+"""`ragjet serve`: REST + OpenAI-compatible API + web UI (uvicorn) and gRPC, one process, one pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from ragjet.cli import app
+from ragjet.config import ConfigError, Settings, load_settings
+
+console = Console(stderr=True)
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Both transports share the event loop and the pipeline; SIGINT/SIGTERM drain uvicorn, then gRPC."""
+    from ragjet.rag.pipeline import RagPipeline
+    from ragjet.serve.app import create_app
+    from ragjet.serve.grpc_server import start_grpc_server
+
+    pipeline = RagPipeline(settings)
+    http = uvicorn.Server(uvicorn.Config(
+        create_app(settings, pipeline), host=settings.serve.host, port=settings.serve.port,
+        log_level="info", timeout_graceful_shutdown=30,
+    ))
+    grpc_server = await start_grpc_server(
+        pipeline, settings.serve.host, settings.serve.grpc_port, settings.serve.default_collection
+    )
+    try:
+        await http.serve()
+    finally:
+        await grpc_server.stop(grace=5)
+
+
+def print_banner(settings: Settings) -> None:
+    url = f"http://{settings.serve.host}:{settings.serve.port}"
+    console.print(f"[bold green]ragjet[/] web UI and API on [link={url}]{url}[/link]  (gRPC on port {settings.serve.grpc_port})")
+    console.print(
+        "try:  curl -s " + url + "/v1/chat/completions -H 'Content-Type: application/json' "
+        "-d '{\"model\":\"" + settings.serve.default_collection + "\",\"messages\":[{\"role\":\"user\","
+        "\"content\":\"What does the with statement do?\"}]}'"
+    )
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="bind address (default from settings: 127.0.0.1)"),
+    port: int = typer.Option(None, help="HTTP port (default 8000)"),
+    grpc_port: int = typer.Option(None, help="gRPC port (default 50051)"),
+) -> None:
+    """Serve the API, the OpenAI-compatible routes, the web UI and gRPC."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    overrides = {k: v for k, v in {"host": host, "port": port, "grpc_port": grpc_port}.items() if v is not None}
+    settings.serve = settings.serve.model_copy(update=overrides)
+    print_banner(settings)
+    asyncio.run(serve_forever(settings))

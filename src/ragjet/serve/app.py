@@ -1,0 +1,47 @@
+"""Builds the FastAPI app: REST + OpenAI-compatible routes + the web UI, all over one RagPipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+
+from ragjet import __version__
+from ragjet.config import Settings
+from ragjet.rag.pipeline import RagPipeline
+from ragjet.serve.errors import install_error_handlers
+from ragjet.serve.limits import BodySizeLimit
+from ragjet.serve.routes import collections, health, openai, search
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastAPI:
+    """The app owns the pipeline's lifetime: models load at startup, engines stop at shutdown."""
+    pipeline = pipeline or RagPipeline(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await pipeline.start()
+        try:
+            yield
+        finally:
+            await pipeline.close()
+
+    app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
+    app.state.pipeline, app.state.settings = pipeline, settings
+    install_error_handlers(app)
+    for module in (openai, search, collections, health):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.serve.max_request_bytes, max_upload_bytes=settings.serve.max_upload_bytes
+    )
+    return app

@@ -1,0 +1,79 @@
+"""Collections and their documents: create, list, upload (ingest), delete."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, UploadFile
+
+from ragjet.serve.deps import PipelineDep, SettingsDep
+from ragjet.serve.schemas import CollectionCreate
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+UPLOAD_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_upload_name(filename: str | None) -> str:
+    """Keep only a plain base name, so an upload can never be written outside its collection's folder."""
+    name = _UNSAFE.sub("_", Path(filename or "").name).lstrip(".")
+    if not name or Path(name).suffix.lower() not in UPLOAD_TYPES:
+        raise HTTPException(415, f"file {filename!r}: supported types are {', '.join(sorted(UPLOAD_TYPES))}")
+    return name
+
+
+def _looks_like_its_type(name: str, head: bytes) -> bool:
+    if name.lower().endswith(".pdf"):
+        return head.startswith(b"%PDF-")
+    return b"\x00" not in head
+
+
+@router.get("")
+async def list_collections(pipeline: PipelineDep) -> dict[str, object]:
+    return {"collections": [asdict(c) for c in pipeline.list_collections()]}
+
+
+@router.post("", status_code=201)
+async def create_collection(body: CollectionCreate, pipeline: PipelineDep) -> dict[str, object]:
+    return asdict(pipeline.create_collection(body.name))
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_collection(name: str, pipeline: PipelineDep) -> None:
+    pipeline.delete_collection(name)
+
+
+@router.get("/{name}/documents")
+async def list_documents(name: str, pipeline: PipelineDep) -> dict[str, object]:
+    return {"documents": [asdict(d) for d in pipeline.documents(name)]}
+
+
+@router.post("/{name}/documents")
+async def upload_documents(
+    name: str, files: list[UploadFile], pipeline: PipelineDep, settings: SettingsDep
+) -> dict[str, object]:
+    """Store uploads under the data dir (stable sources, so a re-upload replaces the old version) and ingest."""
+    folder = settings.data_dir.expanduser() / "uploads" / name
+    saved = []
+    for upload in files:
+        filename = safe_upload_name(upload.filename)
+        data = await upload.read()
+        if not _looks_like_its_type(filename, data[:1024]):
+            raise HTTPException(415, f"file {upload.filename!r}: content does not match its {Path(filename).suffix} type")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / filename
+        tmp = target.with_suffix(target.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        saved.append(target)
+    report = await pipeline.ingest(name, saved)
+    return {"collection": name, "report": asdict(report)}
+
+
+@router.delete("/{name}/documents", status_code=204)
+async def delete_document(name: str, source: str, pipeline: PipelineDep) -> None:
+    if not pipeline.delete_document(name, source):
+        raise HTTPException(404, f"collection {name!r} has no document {source!r}")

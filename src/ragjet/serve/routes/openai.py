@@ -1,0 +1,126 @@
+"""OpenAI-compatible routes: chat completions (answers grounded in a collection), embeddings, models."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions
+from ragjet.serve.deps import PipelineDep, SettingsDep
+from ragjet.serve.schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    CitationOut,
+    EmbeddingItem,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    PromptTokensDetails,
+    RagAnswerInfo,
+    Usage,
+)
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def resolve_collection(requested: str | None, model: str, known: set[str], default: str) -> str:
+    """`ragjet.collection` wins; else an OpenAI `model` naming a collection; else the default collection."""
+    if requested:
+        return requested
+    return model if model in known else default
+
+
+def ask_options(req: ChatCompletionRequest, collection: str) -> AskOptions:
+    max_tokens = req.max_completion_tokens or req.max_tokens or 256
+    return AskOptions(
+        collection=collection, top_k=req.ragjet.top_k, filters=req.ragjet.filters, max_tokens=max_tokens,
+        temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop_strings(),
+        deadline_s=req.ragjet.deadline_s,
+    )
+
+
+def completion_body(answer: Answer, model: str) -> ChatCompletion:
+    return ChatCompletion(
+        id=f"chatcmpl-{answer.request_id}", created=int(time.time()), model=model,
+        choices=[Choice(message=AssistantMessage(content=answer.text), finish_reason=answer.finish_reason)],
+        usage=Usage(
+            prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+            total_tokens=answer.prompt_tokens + answer.completion_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=answer.cached_prompt_tokens),
+        ),
+        ragjet=RagAnswerInfo.of(answer),
+    )
+
+
+def _sse(payload: dict[str, object]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def stream_chunks(events: AsyncIterator[object], model: str) -> AsyncIterator[str]:
+    """OpenAI chunk stream: a role delta, content deltas, a closing chunk with finish_reason and ragjet info."""
+    created, chunk_id = int(time.time()), "chatcmpl-pending"
+
+    def chunk(delta: dict[str, object], finish: str | None = None, **extra: object) -> str:
+        body = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return _sse(body)
+
+    async for event in events:
+        if isinstance(event, AnswerStart):
+            chunk_id = f"chatcmpl-{event.request_id}"
+            citations = [CitationOut.of(c).model_dump() for c in event.citations]
+            yield chunk({"role": "assistant", "content": ""}, ragjet={"citations": citations})
+        elif isinstance(event, AnswerDelta) and event.text:
+            yield chunk({"content": event.text})
+        elif isinstance(event, AnswerDone):
+            a = event.answer
+            usage = {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+                     "total_tokens": a.prompt_tokens + a.completion_tokens}
+            yield chunk({}, a.finish_reason, usage=usage, ragjet=RagAnswerInfo.of(a).model_dump())
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(
+    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep
+) -> ChatCompletion | StreamingResponse:
+    """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
+    known = {c.name for c in pipeline.list_collections()}
+    collection = resolve_collection(req.ragjet.collection, req.model, known, settings.serve.default_collection)
+    options = ask_options(req, collection)
+    if req.stream:
+        events = pipeline.ask_stream(req.question(), options)
+        first = await anext(aiter(events))  # surface 404/400/429 as a status before the stream starts
+
+        async def replay() -> AsyncIterator[object]:
+            yield first
+            async for event in events:
+                yield event
+
+        return StreamingResponse(stream_chunks(replay(), req.model), media_type="text/event-stream")
+    answer = await pipeline.ask(req.question(), options)
+    return completion_body(answer, req.model)
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse)
+async def embeddings(req: EmbeddingRequest, pipeline: PipelineDep) -> EmbeddingResponse:
+    texts = [req.input] if isinstance(req.input, str) else req.input
+    vectors = await pipeline.embed(texts)
+    num_tokens = sum(len(t.split()) for t in texts)
+    return EmbeddingResponse(
+        data=[EmbeddingItem(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
+        model=req.model, usage=EmbeddingUsage(prompt_tokens=num_tokens, total_tokens=num_tokens),
+    )
+
+
+@router.get("/models")
+async def models(pipeline: PipelineDep) -> dict[str, object]:
+    """Collections are offered as models, so a plain OpenAI client can pick one by name."""
+    names = ["ragjet", *(c.name for c in pipeline.list_collections())]
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "ragjet"} for n in names]}
