@@ -17,5 +17,7 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` when imported.
-from ragjet.cli import bench  # noqa: E402,F401
-from ragjet.cli import serve  # noqa: E402,F401
+from ragjet.cli import (
+    bench,  # noqa: E402,F401
+    serve,  # noqa: E402,F401
+)

@@ -21,10 +21,15 @@ async def serve_forever(settings: Settings) -> None:
     from ragjet.serve.grpc_server import start_grpc_server
 
     pipeline = RagPipeline(settings)
-    http = uvicorn.Server(uvicorn.Config(
-        create_app(settings, pipeline), host=settings.serve.host, port=settings.serve.port,
-        log_level="info", timeout_graceful_shutdown=30,
-    ))
+    http = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, pipeline),
+            host=settings.serve.host,
+            port=settings.serve.port,
+            log_level="info",
+            timeout_graceful_shutdown=30,
+        )
+    )
     grpc_server = await start_grpc_server(
         pipeline, settings.serve.host, settings.serve.grpc_port, settings.serve.default_collection
     )
@@ -36,11 +41,13 @@ async def serve_forever(settings: Settings) -> None:
 
 def print_banner(settings: Settings) -> None:
     url = f"http://{settings.serve.host}:{settings.serve.port}"
-    console.print(f"[bold green]ragjet[/] web UI and API on [link={url}]{url}[/link]  (gRPC on port {settings.serve.grpc_port})")
+    console.print(
+        f"[bold green]ragjet[/] web UI and API on [link={url}]{url}[/link]  (gRPC on port {settings.serve.grpc_port})"
+    )
     console.print(
         "try:  curl -s " + url + "/v1/chat/completions -H 'Content-Type: application/json' "
-        "-d '{\"model\":\"" + settings.serve.default_collection + "\",\"messages\":[{\"role\":\"user\","
-        "\"content\":\"What does the with statement do?\"}]}'"
+        '-d \'{"model":"' + settings.serve.default_collection + '","messages":[{"role":"user",'
+        '"content":"What does the with statement do?"}]}\''
     )
 
 

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ragjet import __version__
 from ragjet.config import Settings
+from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.errors import install_error_handlers
 from ragjet.serve.limits import BodySizeLimit
@@ -32,7 +34,7 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
             await pipeline.close()
 
     app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
-    app.state.pipeline, app.state.settings = pipeline, settings
+    app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()
     install_error_handlers(app)
     for module in (openai, search, collections, health):
         app.include_router(module.router)
@@ -40,6 +42,17 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        route = request.scope.get("route")
+        app.state.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
 
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.serve.max_request_bytes, max_upload_bytes=settings.serve.max_upload_bytes

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ragjet.config import Settings
+from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
 
 
@@ -20,5 +21,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
 PipelineDep = Annotated[RagPipeline, Depends(_pipeline)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]

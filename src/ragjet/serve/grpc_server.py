@@ -20,16 +20,28 @@ from ragjet.store import CollectionNotFoundError
 
 def _citation(c: Citation) -> pb.Citation:
     return pb.Citation(
-        number=c.number, chunk_id=c.chunk_id, source=c.source, title=c.title, heading=c.heading,
-        page=c.page or 0, score=c.score, text=c.text,
+        number=c.number,
+        chunk_id=c.chunk_id,
+        source=c.source,
+        title=c.title,
+        heading=c.heading,
+        page=c.page or 0,
+        score=c.score,
+        text=c.text,
     )
 
 
 def _done(a: Answer) -> pb.AnswerDone:
     return pb.AnswerDone(
-        request_id=a.request_id, text=a.text, citations=[_citation(c) for c in a.citations],
-        timings_ms=a.timings.as_dict(), prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
-        finish_reason=a.finish_reason, confidence=a.confidence or 0.0, needs_review=a.needs_review,
+        request_id=a.request_id,
+        text=a.text,
+        citations=[_citation(c) for c in a.citations],
+        timings_ms=a.timings.as_dict(),
+        prompt_tokens=a.prompt_tokens,
+        completion_tokens=a.completion_tokens,
+        finish_reason=a.finish_reason,
+        confidence=a.confidence or 0.0,
+        needs_review=a.needs_review,
         degraded=a.degraded or "",
     )
 
@@ -53,15 +65,20 @@ class RagJetService(pb_grpc.RagJetServicer):
         if not request.question.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "question must not be empty")
         options = AskOptions(
-            collection=request.collection or self.default_collection, top_k=request.top_k or None,
-            filters=dict(request.filters) or None, max_tokens=request.max_tokens or 256,
-            temperature=request.temperature, seed=request.seed if request.HasField("seed") else None,
+            collection=request.collection or self.default_collection,
+            top_k=request.top_k or None,
+            filters=dict(request.filters) or None,
+            max_tokens=request.max_tokens or 256,
+            temperature=request.temperature,
+            seed=request.seed if request.HasField("seed") else None,
             deadline_s=request.deadline_s or None,
         )
         try:
             async for event in self.pipeline.ask_stream(request.question, options):
                 if isinstance(event, AnswerStart):
-                    start = pb.AnswerStart(request_id=event.request_id, citations=[_citation(c) for c in event.citations])
+                    start = pb.AnswerStart(
+                        request_id=event.request_id, citations=[_citation(c) for c in event.citations]
+                    )
                     yield pb.AskEvent(start=start)
                 elif isinstance(event, AnswerDelta):
                     yield pb.AskEvent(delta=event.text)
@@ -73,17 +90,29 @@ class RagJetService(pb_grpc.RagJetServicer):
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:  # noqa: N802
         try:
             hits = await self.pipeline.search(
-                request.query, request.collection or self.default_collection,
-                top_k=request.top_k or None, filters=dict(request.filters) or None,
+                request.query,
+                request.collection or self.default_collection,
+                top_k=request.top_k or None,
+                filters=dict(request.filters) or None,
             )
         except (CollectionNotFoundError, ValueError) as exc:
             await _abort_for(exc, context)
             raise
-        return pb.SearchResponse(hits=[
-            pb.SearchHit(rank=h.rank, chunk_id=h.chunk_id, score=h.score, source=h.source, title=h.title,
-                         heading=h.heading, page=h.page or 0, text=h.text)
-            for h in hits
-        ])
+        return pb.SearchResponse(
+            hits=[
+                pb.SearchHit(
+                    rank=h.rank,
+                    chunk_id=h.chunk_id,
+                    score=h.score,
+                    source=h.source,
+                    title=h.title,
+                    heading=h.heading,
+                    page=h.page or 0,
+                    text=h.text,
+                )
+                for h in hits
+            ]
+        )
 
     async def Ingest(self, request: pb.IngestRequest, context: grpc.aio.ServicerContext) -> pb.IngestResponse:  # noqa: N802
         if not request.collection or not request.paths:

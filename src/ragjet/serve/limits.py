@@ -46,9 +46,20 @@ class BodySizeLimit:
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
         body = json.dumps(
-            {"error": {"message": f"request body exceeds {limit} bytes", "type": "invalid_request_error",
-                       "param": None, "code": "413"}}
+            {
+                "error": {
+                    "message": f"request body exceeds {limit} bytes",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "413",
+                }
+            }
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

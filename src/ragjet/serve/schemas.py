@@ -76,8 +76,14 @@ class CitationOut(BaseModel):
     @classmethod
     def of(cls, c: Citation) -> CitationOut:
         return cls(
-            number=c.number, chunk_id=c.chunk_id, source=c.source, title=c.title,
-            heading=c.heading, page=c.page, score=c.score, text=c.text,
+            number=c.number,
+            chunk_id=c.chunk_id,
+            source=c.source,
+            title=c.title,
+            heading=c.heading,
+            page=c.page,
+            score=c.score,
+            text=c.text,
         )
 
 
@@ -92,9 +98,12 @@ class RagAnswerInfo(BaseModel):
     @classmethod
     def of(cls, a: Answer) -> RagAnswerInfo:
         return cls(
-            request_id=a.request_id, citations=[CitationOut.of(c) for c in a.citations],
-            timings_ms=a.timings.as_dict(), confidence=a.confidence,
-            needs_review=a.needs_review, degraded=a.degraded,
+            request_id=a.request_id,
+            citations=[CitationOut.of(c) for c in a.citations],
+            timings_ms=a.timings.as_dict(),
+            confidence=a.confidence,
+            needs_review=a.needs_review,
+            degraded=a.degraded,
         )
 
 

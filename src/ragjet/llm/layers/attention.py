@@ -104,8 +104,12 @@ class Attention(nn.Module):
         outs = []
         for qs, ks, vs in zip(q.split(meta.q_lens), k.split(meta.q_lens), v.split(meta.q_lens), strict=True):
             o = F.scaled_dot_product_attention(
-                qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1),  # (H, L, D)
-                is_causal=True, scale=self.scale, enable_gqa=True,
+                qs.transpose(0, 1),
+                ks.transpose(0, 1),
+                vs.transpose(0, 1),  # (H, L, D)
+                is_causal=True,
+                scale=self.scale,
+                enable_gqa=True,
             )
             outs.append(o.transpose(0, 1))  # (L, Hq, D)
         return torch.cat(outs)

@@ -62,7 +62,9 @@ async def upload_documents(
         filename = safe_upload_name(upload.filename)
         data = await upload.read()
         if not _looks_like_its_type(filename, data[:1024]):
-            raise HTTPException(415, f"file {upload.filename!r}: content does not match its {Path(filename).suffix} type")
+            raise HTTPException(
+                415, f"file {upload.filename!r}: content does not match its {Path(filename).suffix} type"
+            )
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / filename
         tmp = target.with_suffix(target.suffix + ".part")

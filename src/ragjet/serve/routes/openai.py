@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from ragjet.obs.metrics import Metrics
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions
-from ragjet.serve.deps import PipelineDep, SettingsDep
+from ragjet.serve.deps import MetricsDep, PipelineDep, SettingsDep
 from ragjet.serve.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -39,18 +40,27 @@ def resolve_collection(requested: str | None, model: str, known: set[str], defau
 def ask_options(req: ChatCompletionRequest, collection: str) -> AskOptions:
     max_tokens = req.max_completion_tokens or req.max_tokens or 256
     return AskOptions(
-        collection=collection, top_k=req.ragjet.top_k, filters=req.ragjet.filters, max_tokens=max_tokens,
-        temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop_strings(),
+        collection=collection,
+        top_k=req.ragjet.top_k,
+        filters=req.ragjet.filters,
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        seed=req.seed,
+        stop=req.stop_strings(),
         deadline_s=req.ragjet.deadline_s,
     )
 
 
 def completion_body(answer: Answer, model: str) -> ChatCompletion:
     return ChatCompletion(
-        id=f"chatcmpl-{answer.request_id}", created=int(time.time()), model=model,
+        id=f"chatcmpl-{answer.request_id}",
+        created=int(time.time()),
+        model=model,
         choices=[Choice(message=AssistantMessage(content=answer.text), finish_reason=answer.finish_reason)],
         usage=Usage(
-            prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
             total_tokens=answer.prompt_tokens + answer.completion_tokens,
             prompt_tokens_details=PromptTokensDetails(cached_tokens=answer.cached_prompt_tokens),
         ),
@@ -62,13 +72,19 @@ def _sse(payload: dict[str, object]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-async def stream_chunks(events: AsyncIterator[object], model: str) -> AsyncIterator[str]:
+async def stream_chunks(events: AsyncIterator[object], model: str, metrics: Metrics) -> AsyncIterator[str]:
     """OpenAI chunk stream: a role delta, content deltas, a closing chunk with finish_reason and ragjet info."""
     created, chunk_id = int(time.time()), "chatcmpl-pending"
 
     def chunk(delta: dict[str, object], finish: str | None = None, **extra: object) -> str:
-        body = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        body = {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
         return _sse(body)
 
     async for event in events:
@@ -80,15 +96,19 @@ async def stream_chunks(events: AsyncIterator[object], model: str) -> AsyncItera
             yield chunk({"content": event.text})
         elif isinstance(event, AnswerDone):
             a = event.answer
-            usage = {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
-                     "total_tokens": a.prompt_tokens + a.completion_tokens}
+            metrics.observe_answer(a)
+            usage = {
+                "prompt_tokens": a.prompt_tokens,
+                "completion_tokens": a.completion_tokens,
+                "total_tokens": a.prompt_tokens + a.completion_tokens,
+            }
             yield chunk({}, a.finish_reason, usage=usage, ragjet=RagAnswerInfo.of(a).model_dump())
     yield "data: [DONE]\n\n"
 
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep
+    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, metrics: MetricsDep
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
     known = {c.name for c in pipeline.list_collections()}
@@ -103,8 +123,9 @@ async def chat_completions(
             async for event in events:
                 yield event
 
-        return StreamingResponse(stream_chunks(replay(), req.model), media_type="text/event-stream")
+        return StreamingResponse(stream_chunks(replay(), req.model, metrics), media_type="text/event-stream")
     answer = await pipeline.ask(req.question(), options)
+    metrics.observe_answer(answer)
     return completion_body(answer, req.model)
 
 
@@ -115,7 +136,8 @@ async def embeddings(req: EmbeddingRequest, pipeline: PipelineDep) -> EmbeddingR
     num_tokens = sum(len(t.split()) for t in texts)
     return EmbeddingResponse(
         data=[EmbeddingItem(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
-        model=req.model, usage=EmbeddingUsage(prompt_tokens=num_tokens, total_tokens=num_tokens),
+        model=req.model,
+        usage=EmbeddingUsage(prompt_tokens=num_tokens, total_tokens=num_tokens),
     )
 
 

@@ -19,8 +19,16 @@ async def search(req: SearchRequest, pipeline: PipelineDep, settings: SettingsDe
     hits = await pipeline.search(req.query, collection, top_k=req.top_k, filters=req.filters)
     results = [
         SearchResultOut(
-            rank=h.rank, chunk_id=h.chunk_id, score=h.score, dense_score=h.dense_score,
-            bm25_score=h.bm25_score, source=h.source, title=h.title, heading=h.heading, page=h.page, text=h.text,
+            rank=h.rank,
+            chunk_id=h.chunk_id,
+            score=h.score,
+            dense_score=h.dense_score,
+            bm25_score=h.bm25_score,
+            source=h.source,
+            title=h.title,
+            heading=h.heading,
+            page=h.page,
+            text=h.text,
         )
         for h in hits
     ]
