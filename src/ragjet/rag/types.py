@@ -29,6 +29,7 @@ class Citation:
     page: int | None
     score: float
     text: str
+    cited: bool = False  # the answer text refers to this source as [number]
 
 
 @dataclass(slots=True)
