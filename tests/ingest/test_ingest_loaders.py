@@ -32,6 +32,7 @@ Clone it:
 # not a heading inside a fence
 make
 ```
+---
 
    # indented, not a heading
 
@@ -64,6 +65,7 @@ def test_markdown_headings_become_heading_paths(tmp_path: Path) -> None:
     from_source = doc.sections[2].text
     assert "# not a heading inside a fence" in from_source
     assert "   # indented, not a heading" in from_source
+    assert "```\n---" in from_source  # a rule after a code fence, not a setext heading
     assert doc.sections[3].text == "Last words."
 
 

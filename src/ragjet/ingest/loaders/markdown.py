@@ -55,7 +55,8 @@ def _heading_at(lines: list[str], i: int) -> tuple[int, str] | None:
     if atx:
         return len(atx.group(1)), atx.group(2).strip()
     setext = _SETEXT.match(line)
-    if setext and i >= 1 and lines[i - 1].strip() and not _ATX.match(lines[i - 1]):
+    previous = lines[i - 1] if i >= 1 else ""
+    if setext and previous.strip() and not _ATX.match(previous) and not _FENCE.match(previous):
         single_line_paragraph = i == 1 or not lines[i - 2].strip()
         if single_line_paragraph:
             return (1 if setext.group(1)[0] == "=" else 2), lines[i - 1].strip()

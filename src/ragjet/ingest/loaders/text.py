@@ -13,7 +13,7 @@ feed excepted) or U+FFFD replacement characters; otherwise the file is refused a
 from __future__ import annotations
 
 import codecs
-import unicodedata
+import re
 from pathlib import Path
 
 from ragjet.ingest.document import Section
@@ -21,16 +21,14 @@ from ragjet.ingest.errors import IngestError
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _FALLBACK_CODECS = ("utf-8", "cp1252", "latin-1")
-_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+# Unicode category Cc (C0 and C1 controls) minus tab, newlines and form feed, plus the replacement character.
+_NON_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 MAX_CONTROL_FRACTION = 0.10
 
 
 def looks_like_text(text: str) -> bool:
-    """True when few characters are control codes or replacement characters."""
-    if not text:
-        return True
-    bad = sum(1 for ch in text if ch == "\ufffd" or (ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc"))
-    return bad <= MAX_CONTROL_FRACTION * len(text)
+    """True when at most MAX_CONTROL_FRACTION of the characters are control codes or U+FFFD."""
+    return len(_NON_TEXT.findall(text)) <= MAX_CONTROL_FRACTION * len(text)
 
 
 def _known_codec(name: str | None) -> str | None:
@@ -52,7 +50,9 @@ def decode_text(path: Path, raw: bytes, *, declared: str | None = None) -> str:
                 raise IngestError(path, f"starts with a {codec} byte-order mark but does not decode: {exc}") from None
             return _checked(path, text)
     if b"\x00" in raw:
-        raise IngestError(path, "looks like a binary file (contains NUL bytes), not text")
+        raise IngestError(
+            path, "looks like a binary file (contains NUL bytes), not text; UTF-16 text needs a byte-order mark"
+        )
     candidates = [c for c in (_known_codec(declared), *_FALLBACK_CODECS) if c]
     for codec in dict.fromkeys(candidates):
         try:
