@@ -39,8 +39,8 @@ def sentence_hits(n: int, words: int = 60) -> list[Hit]:
     ]
 
 
-def builder(tokenizer, max_model_len: int = 2048, max_chunks: int = 8) -> PromptBuilder:
-    return PromptBuilder(tokenizer, SYSTEM, max_model_len=max_model_len, max_chunks=max_chunks)
+def builder(tokenizer, max_model_len: int = 2048) -> PromptBuilder:
+    return PromptBuilder(tokenizer, SYSTEM, max_model_len=max_model_len)
 
 
 def test_numbered_in_score_order_with_headers(chat_tokenizer):
@@ -48,7 +48,7 @@ def test_numbered_in_score_order_with_headers(chat_tokenizer):
         Hit("a", "Etna is on Sicily.", 0.2, source="volcano.md", title="Volcanoes", heading="Lava"),
         Hit("b", "Fresnel designed the lens in 1822.", 0.9, source="lh.pdf", title="Lighthouses", page=3),
     ]
-    prompt = builder(chat_tokenizer).build(QUESTION, hits, max_tokens=64)
+    prompt = builder(chat_tokenizer).build(QUESTION, hits, max_tokens=64, max_chunks=8)
     assert [(c.number, c.chunk_id) for c in prompt.citations] == [(1, "b"), (2, "a")]
     assert "[1] lh.pdf, page 3 — Lighthouses\nFresnel designed the lens in 1822." in prompt.text
     assert "[2] volcano.md — Volcanoes > Lava\nEtna is on Sicily." in prompt.text
@@ -79,7 +79,7 @@ def test_dedupe_keeps_chunks_that_merely_overlap():
 def test_budget_is_respected_exactly_and_tightly(chat_tokenizer, max_tokens):
     b = builder(chat_tokenizer, max_model_len=2048)
     hits = sentence_hits(8)
-    prompt = b.build(QUESTION, hits, max_tokens=max_tokens)
+    prompt = b.build(QUESTION, hits, max_tokens=max_tokens, max_chunks=8)
     budget = 2048 - max_tokens
     assert prompt.num_tokens == chat_tokenizer.count_tokens(prompt.text) <= budget
     numbers = [c.number for c in prompt.citations]
@@ -98,42 +98,43 @@ def test_budget_is_respected_exactly_and_tightly(chat_tokenizer, max_tokens):
 def test_truncates_the_last_source_at_a_word_boundary(chat_tokenizer):
     b = builder(chat_tokenizer, max_model_len=2048)
     hits = sentence_hits(3, words=600)
-    full = b.build(QUESTION, hits[:1], max_tokens=0)
+    full = b.build(QUESTION, hits[:1], max_tokens=0, max_chunks=8)
     # Leave room for the first source whole and roughly half of the second.
-    prompt = b.build(QUESTION, hits[:2], max_tokens=2048 - full.num_tokens - (full.num_tokens - 60) // 2)
+    budget = full.num_tokens + (full.num_tokens - 60) // 2
+    prompt = b.build(QUESTION, hits[:2], max_tokens=2048 - budget, max_chunks=8)
     assert prompt.is_truncated and len(prompt.citations) == 2 and prompt.num_dropped == 0
     body = prompt.text.split("[2] doc.md — Doc\n", 1)[1].split(TRUNCATION_MARK, 1)[0]
     assert hits[1].text.startswith(body) and hits[1].text[len(body)] == " "
     assert len(body.split()) >= MIN_TRUNCATED_WORDS
-    assert prompt.num_tokens <= 2048 - (2048 - full.num_tokens - (full.num_tokens - 60) // 2)
+    assert prompt.num_tokens <= budget
 
 
 def test_too_small_a_remnant_is_dropped_not_truncated(chat_tokenizer):
     b = builder(chat_tokenizer)
     hits = sentence_hits(2, words=600)
-    one = b.build(QUESTION, hits[:1], max_tokens=0)
-    prompt = b.build(QUESTION, hits, max_tokens=2048 - one.num_tokens - 5)
+    one = b.build(QUESTION, hits[:1], max_tokens=0, max_chunks=8)
+    prompt = b.build(QUESTION, hits, max_tokens=2048 - one.num_tokens - 5, max_chunks=8)
     assert [c.chunk_id for c in prompt.citations] == ["c0"]
     assert prompt.num_dropped == 1 and not prompt.is_truncated
 
 
 def test_max_chunks_caps_the_sources(chat_tokenizer):
-    prompt = builder(chat_tokenizer, max_chunks=3).build(QUESTION, sentence_hits(6, words=9), max_tokens=64)
+    prompt = builder(chat_tokenizer).build(QUESTION, sentence_hits(6, words=9), max_tokens=64, max_chunks=3)
     assert len(prompt.citations) == 3 and prompt.num_dropped == 0
 
 
 def test_no_hits_still_builds_a_prompt(chat_tokenizer):
-    prompt = builder(chat_tokenizer).build(QUESTION, [], max_tokens=64)
+    prompt = builder(chat_tokenizer).build(QUESTION, [], max_tokens=64, max_chunks=8)
     assert prompt.citations == [] and "(no sources found)" in prompt.text
 
 
 def test_question_beyond_the_budget_is_a_clear_error(chat_tokenizer):
     with pytest.raises(PromptBudgetError, match="max_tokens 2000"):
-        builder(chat_tokenizer).build("why " * 200, sentence_hits(1), max_tokens=2000)
+        builder(chat_tokenizer).build("why " * 200, sentence_hits(1), max_tokens=2000, max_chunks=8)
 
 
 def test_cited_numbers_and_marking(chat_tokenizer):
     assert cited_numbers("A [1], B [2][3] and C [4, 6; 7]. Not [x] or [ ].") == {1, 2, 3, 4, 6, 7}
-    prompt = builder(chat_tokenizer).build(QUESTION, sentence_hits(3, words=9), max_tokens=64)
+    prompt = builder(chat_tokenizer).build(QUESTION, sentence_hits(3, words=9), max_tokens=64, max_chunks=8)
     marked = mark_cited(prompt.citations, "It was Fresnel [2].")
     assert [c.cited for c in marked] == [False, True, False]

@@ -104,13 +104,10 @@ def user_message(question: str, blocks: Sequence[str]) -> str:
 class PromptBuilder:
     """Turns a question and search hits into a chat prompt with numbered, cited sources."""
 
-    def __init__(self, tokenizer: ChatTokenizer, system_prompt: str, max_model_len: int, max_chunks: int):
-        if max_chunks < 1:
-            raise ValueError(f"max_chunks must be at least 1, got {max_chunks}")
+    def __init__(self, tokenizer: ChatTokenizer, system_prompt: str, max_model_len: int):
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.max_model_len = max_model_len
-        self.max_chunks = max_chunks
 
     def render(self, question: str, blocks: Sequence[str]) -> str:
         messages = [
@@ -119,8 +116,8 @@ class PromptBuilder:
         ]
         return self.tokenizer.format_chat(messages)
 
-    def build(self, question: str, hits: Sequence[RetrievedChunk], max_tokens: int) -> BuiltPrompt:
-        """Fit the best distinct hits into `max_model_len - max_tokens` prompt tokens.
+    def build(self, question: str, hits: Sequence[RetrievedChunk], max_tokens: int, max_chunks: int) -> BuiltPrompt:
+        """Fit the best `max_chunks` distinct hits into `max_model_len - max_tokens` prompt tokens.
 
         Sources are added best first; the first one that does not fit whole is truncated at a word
         boundary if at least MIN_TRUNCATED_WORDS fit, and every lower-ranked source is dropped.
@@ -134,7 +131,9 @@ class PromptBuilder:
                 f"the question needs {num_tokens} prompt tokens but only {budget} are left "
                 f"(max_model_len {self.max_model_len} - max_tokens {max_tokens})"
             )
-        candidates = dedupe(hits)[: self.max_chunks]
+        if max_chunks < 1:
+            raise ValueError(f"max_chunks must be at least 1, got {max_chunks}")
+        candidates = dedupe(hits)[:max_chunks]
         blocks: list[str] = []
         chosen: list[RetrievedChunk] = []
         is_truncated = False
