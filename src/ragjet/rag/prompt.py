@@ -175,8 +175,14 @@ class PromptBuilder:
 
 def _citation(number: int, hit: RetrievedChunk) -> Citation:
     return Citation(
-        number=number, chunk_id=hit.chunk_id, source=hit.source, title=hit.title,
-        heading=hit.heading, page=hit.page, score=float(hit.score), text=hit.text,
+        number=number,
+        chunk_id=hit.chunk_id,
+        source=hit.source,
+        title=hit.title,
+        heading=hit.heading,
+        page=hit.page,
+        score=float(hit.score),
+        text=hit.text,
     )
 
 

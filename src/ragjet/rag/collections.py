@@ -1,0 +1,106 @@
+"""Open collections and their retrievers, cached per name and reopened when a collection changes on disk.
+
+Many requests search one collection at once, so each name maps to one shared (collection, retriever)
+pair; a lock per name serialises writers (ingest, deletes) while readers keep the pair they hold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ragjet.config import Settings
+from ragjet.embed.embedder import Embedder
+from ragjet.retrieve import Retriever
+from ragjet.store import (
+    Collection,
+    CollectionInfo,
+    CollectionNotFoundError,
+    DocumentInfo,
+    delete_collection,
+    list_collections,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    collection: Collection
+    retriever: Retriever
+    version: str  # the on-disk state this pair was opened at
+
+
+class CollectionRegistry:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.collections_dir
+        self.embedder: Embedder | None = None  # set by the pipeline once loaded; retrieval needs it
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()  # guards _open and _writers
+        self._writers: dict[str, threading.Lock] = {}
+
+    def retriever(self, name: str) -> Retriever:
+        """The shared retriever of `name`, reopened if the collection changed since it was opened.
+
+        Raises CollectionNotFoundError for an unknown name.
+        """
+        version = Collection.version_of(self.root, name)
+        with self._lock:
+            cached = self._open.get(name)
+            if cached is not None and cached.version == version:
+                return cached.retriever
+        collection = Collection.open(self.root, name)
+        if self.embedder is None:
+            raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
+        opened = _Open(collection, Retriever(collection, self.embedder, self.settings.retrieve), version)
+        with self._lock:
+            self._open[name] = opened
+        return opened.retriever
+
+    def infos(self) -> list[CollectionInfo]:
+        return list_collections(self.root)
+
+    def create(self, name: str) -> CollectionInfo:
+        if self.embedder is None:
+            raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
+        return Collection.create(self.root, name, self.embedder.model_id, self.embedder.dim, self.settings.index).info()
+
+    def delete(self, name: str) -> None:
+        with self._writer(name):
+            delete_collection(self.root, name)
+            self._forget(name)
+
+    def documents(self, name: str) -> list[DocumentInfo]:
+        return Collection.open(self.root, name).documents()
+
+    def delete_document(self, name: str, source: str) -> bool:
+        with self._writer(name):
+            deleted = Collection.open(self.root, name).delete_document(source)
+            self._forget(name)
+            return deleted
+
+    @contextmanager
+    def writing(self, name: str) -> Iterator[Collection]:
+        """The collection `name` (created if missing) for one writer at a time; readers reopen afterwards."""
+        with self._writer(name):
+            try:
+                collection = Collection.open(self.root, name)
+            except CollectionNotFoundError:
+                self.create(name)
+                collection = Collection.open(self.root, name)
+            try:
+                yield collection
+            finally:
+                self._forget(name)
+
+    @contextmanager
+    def _writer(self, name: str) -> Iterator[None]:
+        with self._lock:
+            lock = self._writers.setdefault(name, threading.Lock())
+        with lock:
+            yield
+
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            self._open.pop(name, None)

@@ -1,0 +1,265 @@
+"""The RAG pipeline: question → query embedding → two-stage retrieval → prompt → streamed, cited answer.
+
+Every model stage runs off the event loop: the query embedding goes through the dynamic batcher (so
+concurrent questions share one forward), retrieval and prompt assembly run in worker threads, and the
+LLM backend decodes on its own engine thread. Many requests are in flight at once, so request B's
+retrieval overlaps request A's decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from ragjet.config import Settings
+from ragjet.embed.batcher import DynamicBatcher
+from ragjet.embed.embedder import Embedder
+from ragjet.ingest.chunker import Chunker
+from ragjet.ingest.pipeline import IngestReport, ingest_paths
+from ragjet.llm.backends import LLMBackend, create_backend
+from ragjet.llm.sampling_params import SamplingParams
+from ragjet.rag.collections import CollectionRegistry
+from ragjet.rag.confidence import answer_confidence
+from ragjet.rag.deadline import Deadline
+from ragjet.rag.generation import GenerationTrace
+from ragjet.rag.prompt import BuiltPrompt, PromptBuilder, mark_cited
+from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerEvent, AnswerStart, AskOptions, StageTimings
+from ragjet.retrieve import SearchHit
+from ragjet.store import CollectionInfo, DocumentInfo
+
+T = TypeVar("T")
+
+DEDUP_SLACK = 2  # extra hits fetched so that dropping near-duplicates still leaves top_k sources
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A request after retrieval and prompt assembly, ready for generation."""
+
+    request_id: str
+    deadline: Deadline
+    prompt: BuiltPrompt
+    dense_scores: list[float]  # cosine scores of the chunks in the prompt, for confidence
+    timings: StageTimings
+
+
+class RagPipeline:
+    """One process-wide pipeline shared by the REST, OpenAI, gRPC and CLI transports.
+
+    Errors: an unknown collection raises CollectionNotFoundError, bad options ValueError, an engine
+    at capacity EngineOverloadedError, a deadline passed before generation DeadlineExceededError.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.collections = CollectionRegistry(settings)
+        self._embedder: Embedder | None = None
+        self._batcher: DynamicBatcher | None = None
+        self._backend: LLMBackend | None = None
+        self._prompts: PromptBuilder | None = None
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def is_ready(self) -> bool:
+        return self._prompts is not None
+
+    async def start(self) -> None:
+        """Load the embedder (behind a dynamic batcher) and the LLM backend; a second call does nothing."""
+        async with self._start_lock:
+            if self.is_ready:
+                return
+            embed = self.settings.embed
+            self._embedder = await asyncio.to_thread(Embedder.load, embed.model, device=embed.device)
+            self._batcher = DynamicBatcher(self._embedder, max_batch=embed.batch_size, max_wait_ms=embed.max_wait_ms)
+            self.collections.embedder = self._embedder
+            backend = await asyncio.to_thread(create_backend, self.settings.llm)
+            self._backend = backend
+            self._prompts = PromptBuilder(backend, self.settings.rag.system_prompt, self.settings.llm.max_model_len)
+
+    async def close(self) -> None:
+        if self._backend is not None:
+            await self._backend.close()
+        if self._batcher is not None:
+            self._batcher.close()
+        self._backend = self._batcher = self._prompts = None
+
+    # --- answering -------------------------------------------------------------------------------
+
+    async def ask(self, question: str, options: AskOptions) -> Answer:
+        async with aclosing(self.ask_stream(question, options)) as events:
+            async for event in events:
+                if isinstance(event, AnswerDone):
+                    return event.answer
+        raise RuntimeError("answer stream ended without an AnswerDone event")
+
+    async def ask_stream(self, question: str, options: AskOptions) -> AsyncGenerator[AnswerEvent, None]:
+        """AnswerStart (citations known), AnswerDelta per generated piece, AnswerDone.
+
+        Leaving the stream early (aclose, client disconnect) cancels the generation in the engine.
+        """
+        request = await self._prepare(question, options)
+        yield AnswerStart(request.request_id, request.prompt.citations)
+        backend = _require(self._backend)
+        trace = GenerationTrace()
+        async with aclosing(backend.stream(request.prompt.text, sampling_params(options))) as stream:
+            while True:
+                try:
+                    async with asyncio.timeout(request.deadline.remaining_s()):
+                        delta = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    trace.finish_reason = "timeout"
+                    break
+                trace.record(delta.text, delta.num_tokens, delta.logprobs)
+                trace.num_cached_prompt_tokens = max(trace.num_cached_prompt_tokens, delta.num_cached_tokens)
+                if delta.finish_reason is not None:
+                    trace.finish_reason = delta.finish_reason
+                if delta.text:
+                    yield AnswerDelta(delta.text)
+        yield AnswerDone(self._answer(request, trace))
+
+    async def _prepare(self, question: str, options: AskOptions) -> _Prepared:
+        deadline = Deadline.start(options.deadline_s)
+        top_k = self._validate(question, options)
+        timings = StageTimings()
+        hits = await self._retrieve(
+            question, options.collection, top_k + DEDUP_SLACK, options.filters, deadline, timings
+        )
+        started = time.perf_counter()
+        prompts = _require(self._prompts)
+        prompt = await deadline.run(
+            "prompt assembly", asyncio.to_thread(prompts.build, question, hits, options.max_tokens, top_k)
+        )
+        timings.prompt_ms = (time.perf_counter() - started) * 1e3
+        deadline.check("prompt assembly")
+        dense = {h.chunk_id: h.dense_score for h in hits}
+        scores = [dense[c.chunk_id] for c in prompt.citations if dense.get(c.chunk_id) is not None]
+        return _Prepared(uuid.uuid4().hex[:16], deadline, prompt, scores, timings)
+
+    def _validate(self, question: str, options: AskOptions) -> int:
+        """Check the options a client sends; returns the number of sources to put into the prompt."""
+        if not question.strip():
+            raise ValueError("question must not be empty")
+        top_k = options.top_k if options.top_k is not None else self.settings.retrieve.top_k
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        max_model_len = self.settings.llm.max_model_len
+        if not 1 <= options.max_tokens < max_model_len:
+            raise ValueError(f"max_tokens must be between 1 and {max_model_len - 1}, got {options.max_tokens}")
+        sampling_params(options)  # raises ValueError on bad sampling options
+        return min(top_k, self.settings.rag.max_context_chunks)
+
+    def _answer(self, request: _Prepared, trace: GenerationTrace) -> Answer:
+        timings = request.timings
+        timings.queue_ms = trace.queue_ms
+        timings.prefill_ms = trace.ttft_ms() - trace.queue_ms
+        timings.decode_ms = trace.decode_ms()
+        timings.total_ms = (time.monotonic() - request.deadline.started_at) * 1e3
+        confidence = answer_confidence(request.dense_scores, trace.mean_logprob)
+        return Answer(
+            request_id=request.request_id,
+            text=trace.text,
+            citations=mark_cited(request.prompt.citations, trace.text),
+            timings=timings,
+            prompt_tokens=request.prompt.num_tokens,
+            completion_tokens=trace.num_completion_tokens,
+            cached_prompt_tokens=trace.num_cached_prompt_tokens,
+            finish_reason=trace.finish_reason or "stop",
+            confidence=confidence,
+            needs_review=confidence < self.settings.rag.review_threshold,
+        )
+
+    # --- retrieval -------------------------------------------------------------------------------
+
+    async def search(
+        self, query: str, collection: str, top_k: int | None = None, filters: Mapping[str, object] | None = None
+    ) -> list[SearchHit]:
+        if not query.strip():
+            raise ValueError("query must not be empty")
+        k = top_k if top_k is not None else self.settings.retrieve.top_k
+        if k < 1:
+            raise ValueError(f"top_k must be at least 1, got {k}")
+        return await self._retrieve(query, collection, k, filters, Deadline.start(None), StageTimings())
+
+    async def _retrieve(
+        self,
+        query: str,
+        collection: str,
+        top_k: int,
+        filters: Mapping[str, object] | None,
+        deadline: Deadline,
+        timings: StageTimings,
+    ) -> list[SearchHit]:
+        retriever = self.collections.retriever(collection)  # unknown collection fails before any model work
+        batcher = _require(self._batcher)
+        started = time.perf_counter()
+        vector = await deadline.run("query embedding", batcher.embed(query))
+        timings.embed_ms = (time.perf_counter() - started) * 1e3
+        started = time.perf_counter()
+        result = await deadline.run(
+            "retrieval", asyncio.to_thread(retriever.search_vector, query, vector, top_k, filters)
+        )
+        timings.search_ms = result.search_ms
+        timings.rerank_ms = result.rerank_ms
+        return result.hits
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """(N, dim) float32 embeddings; each text joins the dynamic batcher like a query does."""
+        batcher = _require(self._batcher)
+        vectors = await asyncio.gather(*(batcher.embed(t) for t in texts))
+        return np.stack(vectors) if vectors else np.zeros((0, _require(self._embedder).dim), np.float32)
+
+    # --- collections -----------------------------------------------------------------------------
+
+    def list_collections(self) -> list[CollectionInfo]:
+        return self.collections.infos()
+
+    def create_collection(self, name: str) -> CollectionInfo:
+        return self.collections.create(name)
+
+    def delete_collection(self, name: str) -> None:
+        self.collections.delete(name)
+
+    def documents(self, collection: str) -> list[DocumentInfo]:
+        return self.collections.documents(collection)
+
+    def delete_document(self, collection: str, source: str) -> bool:
+        return self.collections.delete_document(collection, source)
+
+    async def ingest(self, collection: str, paths: list[Path]) -> IngestReport:
+        """Load, chunk, embed and store `paths` in a worker thread; creates the collection if missing."""
+        embedder = _require(self._embedder)
+        chunk = self.settings.chunk
+        chunker = Chunker(embedder.tokenizer, max_tokens=chunk.max_tokens, overlap_tokens=chunk.overlap_tokens)
+
+        def run() -> IngestReport:
+            with self.collections.writing(collection) as store:
+                return ingest_paths(store, paths, embedder, chunker)
+
+        return await asyncio.to_thread(run)
+
+
+def _require(component: T | None) -> T:
+    if component is None:
+        raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
+    return component
+
+
+def sampling_params(options: AskOptions) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        seed=options.seed,
+        stop=list(options.stop),
+        logprobs=True,
+    )
