@@ -18,6 +18,7 @@ def main() -> None:
 
 # Command modules register themselves on `app` when imported.
 from ragjet.cli import (
+    ask,  # noqa: E402,F401
     bench,  # noqa: E402,F401
     serve,  # noqa: E402,F401
 )
