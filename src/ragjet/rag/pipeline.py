@@ -20,11 +20,12 @@ from typing import TypeVar
 import numpy as np
 
 from ragjet.config import Settings
-from ragjet.embed.batcher import DynamicBatcher
+from ragjet.embed.batcher import BatcherStats, DynamicBatcher
 from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.pipeline import IngestReport, ingest_paths
 from ragjet.llm.backends import LLMBackend, create_backend
+from ragjet.llm.engine.outputs import EngineStats
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.confidence import answer_confidence
@@ -91,6 +92,14 @@ class RagPipeline:
             self._batcher.close()
         self._backend = self._batcher = self._prompts = None
 
+    def batcher_stats(self) -> BatcherStats:
+        """Query-embedding batches formed so far (sizes show whether concurrent questions shared forwards)."""
+        return _require(self._batcher).stats
+
+    def engine_stats(self) -> EngineStats:
+        """The LLM engine's running/waiting sequences and KV blocks, for health checks and tests."""
+        return _require(self._backend).stats()
+
     # --- answering -------------------------------------------------------------------------------
 
     async def ask(self, question: str, options: AskOptions) -> Answer:
@@ -111,8 +120,12 @@ class RagPipeline:
         trace = GenerationTrace()
         async with aclosing(backend.stream(request.prompt.text, sampling_params(options))) as stream:
             while True:
+                remaining = request.deadline.remaining_s()
+                if remaining is not None and remaining <= 0:  # also when deltas are already buffered
+                    trace.finish_reason = "timeout"
+                    break
                 try:
-                    async with asyncio.timeout(request.deadline.remaining_s()):
+                    async with asyncio.timeout(remaining):
                         delta = await anext(stream)
                 except StopAsyncIteration:
                     break
