@@ -1,0 +1,1 @@
+"""Evaluation: BEIR/SQuAD readers, retrieval and answer metrics, the `ragjet eval` runner."""

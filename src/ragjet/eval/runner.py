@@ -1,0 +1,170 @@
+"""Run one evaluation: ingest the corpus into a scratch collection, ask every query, score the results.
+
+Retrieval runs through `RetrievalOnly` (embedder + index, no LLM) unless answers are generated, in
+which case the full `RagPipeline` answers each question and its `StageTimings` give the latencies.
+Queries run one at a time so latencies are not inflated by queueing. The scratch collection has a
+unique name and is deleted afterwards, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragjet.config import Settings
+from ragjet.eval.datasets import EvalDataset, write_corpus_files
+from ragjet.eval.metrics import (
+    answer_contained,
+    exact_match,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+    token_f1,
+    unique_in_order,
+)
+from ragjet.obs.profile import STAGES, stage_percentiles
+from ragjet.rag.types import AskOptions
+
+if TYPE_CHECKING:
+    from ragjet.eval.retrieval import RetrievalOnly
+    from ragjet.rag.pipeline import RagPipeline
+    from ragjet.retrieve import SearchHit
+
+RECALL_KS = (1, 5, 10)
+DEPTH = 10  # documents ranked per query: recall@10, MRR@10, nDCG@10
+CHUNK_HITS = 30  # chunk hits fetched so that about DEPTH distinct documents remain after merging chunks
+_CITATION_MARK = re.compile(r"\[\d+\]")
+
+
+@dataclass(slots=True)
+class QueryOutcome:
+    query_id: str
+    ranked_ids: list[str]  # distinct corpus ids, best first
+    timings: dict[str, float]  # StageTimings.as_dict() of this query
+    answer: str | None = None  # generated text, citation marks removed
+
+
+@dataclass(slots=True)
+class EvalResult:
+    label: str  # the configuration, e.g. "index.kind=ivf_pq" or "default"
+    dataset: str
+    kind: str
+    num_queries: int
+    metrics: dict[str, float]  # "recall@1" … "ndcg@10", and "exact_match", "f1", "contains" with answers
+    latency_ms: dict[str, dict[str, float]]  # stage → {"p50", "p90", "p99"}; stages that took any time
+    outcomes: list[QueryOutcome]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def score(dataset: EvalDataset, outcomes: list[QueryOutcome]) -> dict[str, float]:
+    """Mean retrieval (and, where answers exist, answer) metrics over the outcomes' queries."""
+    queries = {q.id: q for q in dataset.queries}
+    rows: list[dict[str, float]] = []
+    for outcome in outcomes:
+        query = queries[outcome.query_id]
+        row = {f"recall@{k}": recall_at_k(outcome.ranked_ids, query.qrels, k) for k in RECALL_KS}
+        row[f"mrr@{DEPTH}"] = mrr_at_k(outcome.ranked_ids, query.qrels, DEPTH)
+        row[f"ndcg@{DEPTH}"] = ndcg_at_k(outcome.ranked_ids, query.qrels, DEPTH)
+        if outcome.answer is not None and query.answers:
+            row["exact_match"] = exact_match(outcome.answer, query.answers)
+            row["f1"] = token_f1(outcome.answer, query.answers)
+            row["contains"] = answer_contained(outcome.answer, query.answers)
+        rows.append(row)
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {name: sum(row[name] for row in rows if name in row) / sum(name in row for row in rows) for name in names}
+
+
+def latency_summary(timings: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Percentiles of each stage that took time in any query, then of the total."""
+    stages = [s for s in STAGES if any(t.get(f"{s}_ms", 0.0) > 0 for t in timings)]
+    return {stage: stage_percentiles(timings, stage) for stage in [*stages, "total"]} if timings else {}
+
+
+async def evaluate(
+    settings: Settings, dataset: EvalDataset, *, generate: bool, label: str = "default", max_tokens: int = 64
+) -> EvalResult:
+    """Evaluate `dataset` under `settings`; `generate` also answers each question with the LLM."""
+    collection = f"eval-{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory(prefix="ragjet-eval-") as scratch:
+        stems = write_corpus_files(dataset, Path(scratch))
+        paths = sorted(Path(scratch).iterdir())
+        if generate:
+            outcomes = await _run_generation(settings, dataset, collection, paths, stems, max_tokens)
+        else:
+            outcomes = await _run_retrieval(settings, dataset, collection, paths, stems)
+    return EvalResult(
+        label=label,
+        dataset=dataset.name,
+        kind=dataset.kind,
+        num_queries=len(outcomes),
+        metrics=score(dataset, outcomes),
+        latency_ms=latency_summary([o.timings for o in outcomes]),
+        outcomes=outcomes,
+    )
+
+
+async def _run_retrieval(
+    settings: Settings, dataset: EvalDataset, collection: str, paths: list[Path], stems: dict[str, str]
+) -> list[QueryOutcome]:
+    from ragjet.eval.retrieval import RetrievalOnly
+
+    system = RetrievalOnly(settings)
+    await system.start()
+    try:
+        await system.ingest(collection, paths)
+        outcomes = []
+        for query in dataset.queries:
+            hits, timings = await system.search(query.text, collection, CHUNK_HITS)
+            outcomes.append(QueryOutcome(query.id, _ranked_ids(hits, stems), timings.as_dict()))
+        return outcomes
+    finally:
+        _delete_quietly(system, collection)
+        await system.close()
+
+
+async def _run_generation(
+    settings: Settings,
+    dataset: EvalDataset,
+    collection: str,
+    paths: list[Path],
+    stems: dict[str, str],
+    max_tokens: int,
+) -> list[QueryOutcome]:
+    from ragjet.rag.pipeline import RagPipeline
+
+    pipeline = RagPipeline(settings)
+    await pipeline.start()
+    try:
+        await pipeline.ingest(collection, paths)
+        options = AskOptions(collection=collection, max_tokens=max_tokens, temperature=0.0)
+        outcomes = []
+        for query in dataset.queries:
+            hits = await pipeline.search(query.text, collection, CHUNK_HITS)
+            answer = await pipeline.ask(query.text, options)
+            text = " ".join(_CITATION_MARK.sub(" ", answer.text).split())
+            outcomes.append(QueryOutcome(query.id, _ranked_ids(hits, stems), answer.timings.as_dict(), text))
+        return outcomes
+    finally:
+        _delete_quietly(pipeline, collection)
+        await pipeline.close()
+
+
+def _ranked_ids(hits: list[SearchHit], stems: dict[str, str]) -> list[str]:
+    """Chunk hits → distinct corpus ids, best first (a hit's source is the path of its corpus file)."""
+    ids = [stems[Path(hit.source).stem] for hit in hits if Path(hit.source).stem in stems]
+    return unique_in_order(ids)[:DEPTH]
+
+
+def _delete_quietly(system: RetrievalOnly | RagPipeline, collection: str) -> None:
+    """Remove the scratch collection; an ingest that failed early may not have created it."""
+    from ragjet.store import CollectionNotFoundError
+
+    with contextlib.suppress(CollectionNotFoundError):
+        system.delete_collection(collection)
