@@ -1,0 +1,114 @@
+"""`ragjet eval DATASET`: retrieval (and answer) quality and latency, optionally two configurations side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ragjet.cli import app
+from ragjet.config import Settings, load_settings
+from ragjet.eval.datasets import EvalDataset, load_dataset
+from ragjet.eval.overrides import Override, apply_overrides, label, parse_compare, parse_override
+from ragjet.eval.runner import EvalResult, evaluate
+from ragjet.models import ModelNotFoundError
+
+err_console = Console(stderr=True)
+
+
+def fail(exc: BaseException) -> NoReturn:
+    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+    raise typer.Exit(2) from None
+
+
+@contextmanager
+def exit_on_user_errors() -> Iterator[None]:
+    """Errors a user causes (bad file, bad setting, missing model or collection): one red line, exit 2."""
+    try:
+        yield
+    except (ValueError, ModelNotFoundError, httpx.HTTPError) as exc:  # DatasetError, ConfigError among them
+        fail(exc)
+    except Exception as exc:
+        from ragjet.cli.ask import user_errors  # imports the engine's errors: only when something failed
+
+        if isinstance(exc, user_errors()):
+            fail(exc)
+        raise
+
+
+def run_configs(
+    settings: Settings, dataset: EvalDataset, configs: list[tuple[Override, ...]], generate: bool, max_tokens: int
+) -> list[EvalResult]:
+    """One evaluation per configuration, in order; each gets its own scratch collection."""
+    resolved = [(label(c), apply_overrides(settings, c)) for c in configs]  # every override checked before any work
+    return [
+        asyncio.run(evaluate(s, dataset, generate=generate, label=name, max_tokens=max_tokens)) for name, s in resolved
+    ]
+
+
+def results_table(results: list[EvalResult]) -> Table:
+    first = results[0]
+    table = Table(title=f"{first.dataset} ({first.kind}, {first.num_queries} queries)")
+    table.add_column("metric")
+    for result in results:
+        table.add_column(result.label, justify="right")
+    if len(results) == 2:
+        table.add_column("delta", justify="right")
+    for name in first.metrics:
+        values = [r.metrics.get(name, 0.0) for r in results]
+        table.add_row(
+            name, *(f"{v:.3f}" for v in values), *([f"{values[1] - values[0]:+.3f}"] if len(values) == 2 else [])
+        )
+    table.add_section()
+    for stage in dict.fromkeys(s for r in results for s in r.latency_ms):
+        cells = [_latency_cell(r, stage) for r in results]
+        p50s = [r.latency_ms.get(stage, {}).get("p50", 0.0) for r in results]
+        delta = [f"{p50s[1] - p50s[0]:+.1f}"] if len(results) == 2 else []
+        table.add_row(f"{stage} ms p50/p90/p99", *cells, *delta)
+    return table
+
+
+def _latency_cell(result: EvalResult, stage: str) -> str:
+    p = result.latency_ms.get(stage)
+    return f"{p['p50']:.1f} / {p['p90']:.1f} / {p['p99']:.1f}" if p else "-"
+
+
+def results_json(results: list[EvalResult]) -> dict[str, object]:
+    body: dict[str, object] = {"results": [r.to_json() for r in results]}
+    if len(results) == 2:
+        left, right = results
+        body["delta"] = {name: right.metrics.get(name, 0.0) - value for name, value in left.metrics.items()}
+    return body
+
+
+@app.command(name="eval")
+def eval_command(
+    dataset_path: str = typer.Argument(..., help="BEIR folder, SQuAD .json file, or python-beir / python-squad"),
+    compare: str = typer.Option(None, "--compare", help="two configurations A,B, e.g. index.kind=flat,index.kind=hnsw"),
+    overrides: list[str] = typer.Option([], "--set", help="setting override for every run, section.field=value"),
+    limit: int = typer.Option(None, "--limit", min=1, help="evaluate only the first N queries"),
+    generate: bool = typer.Option(None, "--generate/--no-generate", help="answer with the LLM (default: SQuAD only)"),
+    split: str = typer.Option("test", "--split", help="BEIR qrels split (qrels/<split>.tsv)"),
+    max_tokens: int = typer.Option(64, "--max-tokens", min=1, help="answer length when generating"),
+    json_path: Path = typer.Option(None, "--json", help="also write the results (and per-query outcomes) here"),
+) -> None:
+    """Evaluate retrieval (recall@k, MRR@10, nDCG@10) and answers (EM, F1) on a BEIR or SQuAD dataset."""
+    with exit_on_user_errors():
+        settings = apply_overrides(load_settings(), tuple(parse_override(o) for o in overrides))
+        configs: list[tuple[Override, ...]] = list(parse_compare(compare)) if compare else [()]
+        dataset = load_dataset(dataset_path, split).limited(limit)
+        use_llm = generate if generate is not None else dataset.kind == "squad"
+        results = run_configs(settings, dataset, configs, use_llm, max_tokens)
+    Console().print(results_table(results))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results_json(results), indent=2))
