@@ -8,11 +8,12 @@ import json
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from ragjet.config import load_settings
+from ragjet.config import Settings, load_settings
 
 # The pipeline sits on the embed, ingest pipeline, retrieve and llm packages: skip until they exist.
 for _module in ("ragjet.embed.batcher", "ragjet.ingest.pipeline", "ragjet.retrieve", "ragjet.llm.backends"):
@@ -20,9 +21,12 @@ for _module in ("ragjet.embed.batcher", "ragjet.ingest.pipeline", "ragjet.retrie
 
 from ragjet.cli import app  # noqa: E402
 from ragjet.eval.retrieval import RetrievalOnly  # noqa: E402
+from ragjet.obs.profile import analyze  # noqa: E402
+from ragjet.obs.workload import http_request, run_workload  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
+COLLECTION = "facts"
 
 
 def rag_builders():
@@ -35,44 +39,70 @@ def rag_builders():
     return module
 
 
-def test_profile_writes_a_table_a_png_and_a_json_report(tmp_path: Path):
+@pytest.fixture(scope="module")
+def workload_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings with a tiny Llama and a data dir holding the ingested collection "facts"."""
     builders = rag_builders()
-    model_dir = builders.write_tiny_llama(tmp_path / "llama", builders.train_tokenizer(list(builders.CORPUS.values())))
-    corpus = tmp_path / "corpus"
+    root = tmp_path_factory.mktemp("profile")
+    tokenizer = builders.train_tokenizer(list(builders.CORPUS.values()))
+    model_dir = builders.write_tiny_llama(root / "llama", tokenizer)
+    corpus = root / "corpus"
     corpus.mkdir()
     for name, text in builders.CORPUS.items():
         (corpus / name).write_text(text)
-    overrides = {
-        "data_dir": str(tmp_path / "data"),
-        "embed.device": "cpu",
-        "llm.model": str(model_dir),
-        "llm.device": "cpu",
-        "llm.max_model_len": "1024",
-    }
     settings = load_settings(
-        data_dir=tmp_path / "data", embed={"device": "cpu"}, llm={"model": str(model_dir), "device": "cpu"}
+        data_dir=root / "data",
+        embed={"device": "cpu"},
+        llm={"model": str(model_dir), "device": "cpu", "max_model_len": 1024},
     )
-    asyncio.run(_ingest(settings, "facts", sorted(corpus.iterdir())))
+    asyncio.run(_ingest(settings, sorted(corpus.iterdir())))
+    return settings
 
-    args = ["profile", "--collection", "facts", "-n", "6", "-c", "3", "--max-tokens", "8", "--out", str(tmp_path / "p")]
-    for path, value in overrides.items():
+
+async def _ingest(settings: Settings, paths: list[Path]) -> None:
+    retrieval = RetrievalOnly(settings)
+    await retrieval.start()
+    try:
+        await retrieval.ingest(COLLECTION, paths)
+    finally:
+        await retrieval.close()
+
+
+def test_profile_writes_a_table_a_png_and_a_json_report(workload_settings: Settings, tmp_path: Path):
+    out = tmp_path / "p"
+    args = ["profile", "--collection", COLLECTION, "-n", "6", "-c", "3", "--max-tokens", "8", "--out", str(out)]
+    for path, value in [
+        ("data_dir", workload_settings.data_dir),
+        ("embed.device", "cpu"),
+        ("llm.model", workload_settings.llm.model),
+        ("llm.device", "cpu"),
+        ("llm.max_model_len", 1024),
+    ]:
         args += ["--set", f"{path}={value}"]
     result = CliRunner().invoke(app, args)
 
     assert result.exit_code == 0, result.output
     assert "bottleneck:" in result.output and "P99 ms" in result.output
-    body = json.loads((tmp_path / "p" / "profile.json").read_text())
+    body = json.loads((out / "profile.json").read_text())
     report = body["report"]
     assert report["num_requests"] == 6 and report["concurrency"] == 3 and body["num_errors"] == 0
     assert report["bottleneck"] in {s["stage"] for s in report["stages"]}
     assert report["total"]["p50_ms"] > 0 and sum(s["share"] for s in report["stages"]) == pytest.approx(1.0)
-    assert imread(tmp_path / "p" / "profile.png").shape[:2] == (450, 1100)
+    assert imread(out / "profile.png").shape[:2] == (450, 1100)
 
 
-async def _ingest(settings, collection: str, paths: list[Path]) -> None:
-    retrieval = RetrievalOnly(settings)
-    await retrieval.start()
+async def test_http_workload_reads_the_servers_timings(workload_settings: Settings):
+    from ragjet.rag.pipeline import RagPipeline
+    from ragjet.serve.app import create_app
+
+    pipeline = RagPipeline(workload_settings)
+    await pipeline.start()  # the ASGI transport runs no lifespan, so the test starts and closes the pipeline
     try:
-        await retrieval.ingest(collection, paths)
+        transport = httpx.ASGITransport(app=create_app(workload_settings, pipeline))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ragjet.test") as client:
+            run = await run_workload(http_request(client, COLLECTION, 8), ["Who designed the Fresnel lens?"], 4, 2)
     finally:
-        await retrieval.close()
+        await pipeline.close()
+    assert not run.errors and len(run.timings) == 4
+    assert all(t["total_ms"] > 0 and t["embed_ms"] > 0 for t in run.timings)
+    assert analyze(run.timings, run.wall_s, 2).num_requests == 4
