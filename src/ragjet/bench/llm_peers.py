@@ -78,21 +78,21 @@ def transformers_model_from_gguf(gguf_path: Path, dtype: torch.dtype, device: st
     return model.to(device=device, dtype=dtype).eval()
 
 
-@torch.inference_mode()
 def transformers_greedy_tokens(
     model: torch.nn.Module, prompt: list[int], num_new_tokens: int, streamer: _TokenClock | None = None
 ) -> list[int]:
     """Exactly `num_new_tokens` greedy tokens from transformers' `generate`."""
     input_ids = torch.tensor([prompt], device=next(model.parameters()).device)
-    output = model.generate(  # type: ignore[operator]
-        input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=num_new_tokens,
-        min_new_tokens=num_new_tokens,
-        do_sample=False,
-        streamer=streamer,
-        pad_token_id=0,
-    )
+    with torch.inference_mode():
+        output = model.generate(  # type: ignore[operator]
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=num_new_tokens,
+            min_new_tokens=num_new_tokens,
+            do_sample=False,
+            streamer=streamer,
+            pad_token_id=0,
+        )
     return output[0, len(prompt) :].tolist()
 
 
