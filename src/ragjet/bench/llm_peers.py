@@ -75,7 +75,8 @@ def transformers_model_from_gguf(gguf_path: Path, dtype: torch.dtype, device: st
     if set(loaded.missing_keys) - {"lm_head.weight"} or loaded.unexpected_keys:  # lm_head is the tied embedding
         raise ValueError(f"{gguf_path}: transformers could not map {loaded.missing_keys + loaded.unexpected_keys}")
     model.tie_weights()
-    return model.to(device=device, dtype=dtype).eval()
+    module: torch.nn.Module = model
+    return module.to(device=device, dtype=dtype).eval()
 
 
 def transformers_greedy_tokens(
