@@ -21,6 +21,7 @@ from ragjet.cli import (
     ask,  # noqa: E402,F401
     bench,  # noqa: E402,F401
     eval,  # noqa: E402,F401
+    generate,  # noqa: E402,F401
     profile,  # noqa: E402,F401
     serve,  # noqa: E402,F401
 )
