@@ -1,0 +1,23 @@
+"""RMSNorm, with the residual add folded in so a decoder layer needs one call per norm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., size) -> same shape and dtype, normalised over the last dimension."""
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+    def add_forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (norm(x + residual), x + residual): the pre-norm block's two outputs in one call."""
+        summed = x + residual
+        return self.forward(summed), summed
