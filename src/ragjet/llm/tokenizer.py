@@ -54,7 +54,7 @@ class Tokenizer:
         self.chat_template = chat_template
         ordered = list(dict.fromkeys(eos_token_ids))
         self.eos_token_ids = frozenset(ordered)
-        self._template_eos_id = ordered[0] if ordered else None
+        self.eos_token_id = ordered[0] if ordered else None  # the primary one, templates' ``eos_token``
         self.bos_token_id = bos_token_id
 
     @classmethod
@@ -102,7 +102,7 @@ class Tokenizer:
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self._token_text(self.bos_token_id),
-                eos_token=self._token_text(self._template_eos_id),
+                eos_token=self._token_text(self.eos_token_id),
             )
         except jinja2.TemplateError as exc:
             raise ChatTemplateError(f"chat template failed: {exc}") from exc

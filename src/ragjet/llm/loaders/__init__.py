@@ -9,6 +9,8 @@ import torch
 
 from ragjet.device import default_dtype
 from ragjet.llm.config import ModelConfig, UnsupportedModelError
+from ragjet.llm.loaders.cache import load_gguf_cached
+from ragjet.llm.loaders.gguf import is_gguf
 from ragjet.llm.loaders.hf import is_hf_dir, load_hf_dir
 from ragjet.llm.loaders.weights import WeightsError
 from ragjet.llm.models.llama import LlamaForCausalLM
@@ -55,6 +57,8 @@ def load_model(
         model, config, tokenizer = load_hf_dir(source, device, dtype)
     elif source.is_dir():
         raise FileNotFoundError(f"{source}: not an HF model directory (no config.json)")
+    elif is_gguf(source):
+        model, config, tokenizer = load_gguf_cached(source, device, dtype, cache_dir)
     else:
-        raise ValueError(f"{source}: not a GGUF file (GGUF support is being added)")
+        raise ValueError(f"{source}: neither a GGUF file (no GGUF magic bytes) nor an HF model directory")
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, source=source)
