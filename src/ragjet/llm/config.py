@@ -92,7 +92,7 @@ class ModelConfig:
             rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
             rope_theta=rope_theta,
             rope_scaling=rope_scaling,
-            max_position_embeddings=_max_positions(d),
+            max_position_embeddings=_max_positions(d, architecture),
             tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
             attention_bias=architecture == "qwen2" or (architecture == "qwen3" and bool(d.get("attention_bias"))),
             qk_norm=architecture == "qwen3",
@@ -126,12 +126,12 @@ def _rope(d: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
     return theta, {"rope_type": rope_type, **params}
 
 
-def _max_positions(d: dict[str, Any]) -> int:
+def _max_positions(d: dict[str, Any], architecture: str) -> int:
     limit = int(d.get("max_position_embeddings", 4096))
     # Sliding-window attention is not implemented: capping the length at the window keeps every
     # sequence we run inside the span where full attention and windowed attention agree.
     window = d.get("sliding_window")
-    uses_window = d.get("use_sliding_window", d.get("model_type") == "mistral")
+    uses_window = d.get("use_sliding_window", architecture == "mistral")
     if uses_window and window:
         limit = min(limit, int(window))
     return limit

@@ -80,4 +80,5 @@ def build_model(
                 f"{tuple(param.shape)} expected from the config"
             )
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state.items()}, assign=True)
-    return model.to(device=device, dtype=dtype).eval()  # moves the RoPE cache built on the CPU
+    # .to() moves the RoPE cache built on the CPU; no parameter needs gradients at inference.
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
