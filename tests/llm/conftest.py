@@ -214,6 +214,11 @@ def greedy() -> Callable[[torch.nn.Module, list[list[int]], int], list[list[int]
 
 
 @pytest.fixture(scope="session")
+def gguf_writer() -> Callable[[Path, Path, Callable[[str, np.ndarray], tuple[np.ndarray, object]]], Path]:
+    return write_gguf
+
+
+@pytest.fixture(scope="session")
 def llm_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("llm-cache")
 

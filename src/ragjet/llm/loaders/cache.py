@@ -65,10 +65,18 @@ def file_sha256(path: Path, cache_dir: Path) -> str:
 def load_gguf_cached(
     path: Path, device: torch.device, dtype: torch.dtype, cache_dir: Path | None
 ) -> tuple[LlamaForCausalLM, ModelConfig, Tokenizer]:
-    """Model, config and tokenizer of a GGUF file, converting it on the first load only."""
+    """Model, config and tokenizer of a GGUF file, converting it on the first load only.
+
+    A cache directory that cannot be created or written costs speed, never the load.
+    """
     cache_dir = (cache_dir or default_cache_dir()).expanduser()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    entry = cache_dir / f"{file_sha256(path, cache_dir)}-{str(dtype).removeprefix('torch.')}"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        entry = cache_dir / f"{file_sha256(path, cache_dir)}-{str(dtype).removeprefix('torch.')}"
+    except OSError as exc:
+        _log.warning("LLM cache %s is unusable (%s); converting %s without it", cache_dir, exc, path)
+        config, state, tokenizer = convert_gguf(path, dtype)
+        return build_model(config, state, device, dtype), config, tokenizer
     if entry.is_dir():
         try:
             config, state, tokenizer = _read_entry(entry)
