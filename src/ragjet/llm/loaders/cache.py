@@ -69,7 +69,7 @@ def load_gguf_cached(
 
     A cache directory that cannot be created or written costs speed, never the load.
     """
-    cache_dir = (cache_dir or default_cache_dir()).expanduser()
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         entry = cache_dir / f"{file_sha256(path, cache_dir)}-{str(dtype).removeprefix('torch.')}"
