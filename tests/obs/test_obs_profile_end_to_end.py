@@ -20,9 +20,9 @@ for _module in ("ragjet.embed.batcher", "ragjet.ingest.pipeline", "ragjet.retrie
     pytest.importorskip(_module)
 
 from ragjet.cli import app  # noqa: E402
-from ragjet.eval.retrieval import RetrievalOnly  # noqa: E402
 from ragjet.obs.profile import analyze  # noqa: E402
 from ragjet.obs.workload import http_request, run_workload  # noqa: E402
+from ragjet.rag.pipeline import RagPipeline  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
@@ -60,8 +60,8 @@ def workload_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 async def _ingest(settings: Settings, paths: list[Path]) -> None:
-    retrieval = RetrievalOnly(settings)
-    await retrieval.start()
+    retrieval = RagPipeline(settings)
+    await retrieval.start(generate=False)
     try:
         await retrieval.ingest(COLLECTION, paths)
     finally:

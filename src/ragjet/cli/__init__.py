@@ -20,6 +20,7 @@ def main() -> None:
 from ragjet.cli import (
     ask,  # noqa: E402,F401
     bench,  # noqa: E402,F401
+    demo,  # noqa: E402,F401
     eval,  # noqa: E402,F401
     generate,  # noqa: E402,F401
     profile,  # noqa: E402,F401

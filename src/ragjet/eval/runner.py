@@ -1,7 +1,7 @@
 """Run one evaluation: ingest the corpus into a scratch collection, ask every query, score the results.
 
-Retrieval runs through `RetrievalOnly` (embedder + index, no LLM) unless answers are generated, in
-which case the full `RagPipeline` answers each question and its `StageTimings` give the latencies.
+Retrieval runs through a `RagPipeline` started without its generator (embedder + index, no LLM) unless
+answers are generated, in which case the full pipeline answers each question and its `StageTimings` give the latencies.
 Queries run one at a time so latencies are not inflated by queueing. The scratch collection has a
 unique name and is deleted afterwards, whatever happens.
 """
@@ -28,10 +28,9 @@ from ragjet.eval.metrics import (
     unique_in_order,
 )
 from ragjet.obs.profile import STAGES, stage_percentiles
-from ragjet.rag.types import AskOptions
+from ragjet.rag.types import AskOptions, StageTimings
 
 if TYPE_CHECKING:
-    from ragjet.eval.retrieval import RetrievalOnly
     from ragjet.rag.pipeline import RagPipeline
     from ragjet.retrieve import SearchHit
 
@@ -113,15 +112,16 @@ async def evaluate(
 async def _run_retrieval(
     settings: Settings, dataset: EvalDataset, collection: str, paths: list[Path], stems: dict[str, str]
 ) -> list[QueryOutcome]:
-    from ragjet.eval.retrieval import RetrievalOnly
+    from ragjet.rag.pipeline import RagPipeline
 
-    system = RetrievalOnly(settings)
-    await system.start()
+    system = RagPipeline(settings)
+    await system.start(generate=False)
     try:
         await system.ingest(collection, paths)
         outcomes = []
         for query in dataset.queries:
-            hits, timings = await system.search(query.text, collection, CHUNK_HITS)
+            timings = StageTimings()
+            hits = await system.search(query.text, collection, CHUNK_HITS, timings=timings)
             outcomes.append(QueryOutcome(query.id, _ranked_ids(hits, stems), timings.as_dict()))
         return outcomes
     finally:
@@ -162,7 +162,7 @@ def _ranked_ids(hits: list[SearchHit], stems: dict[str, str]) -> list[str]:
     return unique_in_order(ids)[:DEPTH]
 
 
-def _delete_quietly(system: RetrievalOnly | RagPipeline, collection: str) -> None:
+def _delete_quietly(system: RagPipeline, collection: str) -> None:
     """Remove the scratch collection; an ingest that failed early may not have created it."""
     from ragjet.store import CollectionNotFoundError
 

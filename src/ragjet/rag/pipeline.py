@@ -72,25 +72,32 @@ class RagPipeline:
     def is_ready(self) -> bool:
         return self._prompts is not None
 
-    async def start(self) -> None:
-        """Load the embedder (behind a dynamic batcher) and the LLM backend; a second call does nothing."""
+    async def start(self, generate: bool = True) -> None:
+        """Load the embedder (behind a dynamic batcher) and, unless `generate` is False, the LLM backend.
+
+        Retrieval-only work (ingest, search, retrieval evaluation) never pays for loading a generator.
+        A second call loads only what is still missing.
+        """
         async with self._start_lock:
-            if self.is_ready:
-                return
             embed = self.settings.embed
-            self._embedder = await asyncio.to_thread(Embedder.load, embed.model, device=embed.device)
-            self._batcher = DynamicBatcher(self._embedder, max_batch=embed.batch_size, max_wait_ms=embed.max_wait_ms)
-            self.collections.embedder = self._embedder
-            backend = await asyncio.to_thread(create_backend, self.settings.llm)
-            self._backend = backend
-            self._prompts = PromptBuilder(backend, self.settings.rag.system_prompt, self.settings.llm.max_model_len)
+            if self._embedder is None:
+                self._embedder = await asyncio.to_thread(Embedder.load, embed.model, device=embed.device)
+                self._batcher = DynamicBatcher(
+                    self._embedder, max_batch=embed.batch_size, max_wait_ms=embed.max_wait_ms
+                )
+                self.collections.embedder = self._embedder
+            if generate and self._backend is None:
+                backend = await asyncio.to_thread(create_backend, self.settings.llm)
+                self._backend = backend
+                self._prompts = PromptBuilder(backend, self.settings.rag.system_prompt, self.settings.llm.max_model_len)
 
     async def close(self) -> None:
         if self._backend is not None:
             await self._backend.close()
         if self._batcher is not None:
             self._batcher.close()
-        self._backend = self._batcher = self._prompts = None
+        self._backend = self._batcher = self._prompts = self._embedder = None
+        self.collections.embedder = None
 
     def batcher_stats(self) -> BatcherStats:
         """Query-embedding batches formed so far (sizes show whether concurrent questions shared forwards)."""
@@ -194,14 +201,24 @@ class RagPipeline:
     # --- retrieval -------------------------------------------------------------------------------
 
     async def search(
-        self, query: str, collection: str, top_k: int | None = None, filters: Mapping[str, object] | None = None
+        self,
+        query: str,
+        collection: str,
+        top_k: int | None = None,
+        filters: Mapping[str, object] | None = None,
+        timings: StageTimings | None = None,
     ) -> list[SearchHit]:
+        """Retrieval without generation; `timings`, when given, receives this query's embed/search/rerank times."""
         if not query.strip():
             raise ValueError("query must not be empty")
         k = top_k if top_k is not None else self.settings.retrieve.top_k
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
-        return await self._retrieve(query, collection, k, filters, Deadline.start(None), StageTimings())
+        timings = timings if timings is not None else StageTimings()
+        started = time.perf_counter()
+        hits = await self._retrieve(query, collection, k, filters, Deadline.start(None), timings)
+        timings.total_ms = (time.perf_counter() - started) * 1e3
+        return hits
 
     async def _retrieve(
         self,
@@ -248,7 +265,7 @@ class RagPipeline:
     def delete_document(self, collection: str, source: str) -> bool:
         return self.collections.delete_document(collection, source)
 
-    async def ingest(self, collection: str, paths: list[Path]) -> IngestReport:
+    async def ingest(self, collection: str, paths: list[Path], progress: bool = False) -> IngestReport:
         """Load, chunk, embed and store `paths` in a worker thread; creates the collection if missing."""
         embedder = _require(self._embedder)
         chunk = self.settings.chunk
@@ -256,7 +273,7 @@ class RagPipeline:
 
         def run() -> IngestReport:
             with self.collections.writing(collection) as store:
-                return ingest_paths(store, paths, embedder, chunker)
+                return ingest_paths(store, paths, embedder, chunker, progress=progress)
 
         return await asyncio.to_thread(run)
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError
+from ragjet.rag.deadline import DeadlineExceededError
 from ragjet.store import CollectionError, CollectionNotFoundError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptTooLongError)
     async def _too_long(_: Request, exc: PromptTooLongError) -> JSONResponse:
         return error_response(400, str(exc), "invalid_request_error")
+
+    @app.exception_handler(DeadlineExceededError)
+    async def _deadline(_: Request, exc: DeadlineExceededError) -> JSONResponse:
+        return error_response(504, str(exc), "timeout_error")
 
     @app.exception_handler(CollectionError)
     async def _collection(_: Request, exc: CollectionError) -> JSONResponse:
