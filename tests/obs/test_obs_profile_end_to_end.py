@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from ragjet.config import Settings, load_settings
+from support.tiny_models import CORPUS, train_tokenizer, write_tiny_llama
 
 # The pipeline sits on the embed, ingest pipeline, retrieve and llm packages: skip until they exist.
 for _module in ("ragjet.embed.batcher", "ragjet.ingest.pipeline", "ragjet.retrieve", "ragjet.llm.backends"):
@@ -29,26 +29,15 @@ pytestmark = pytest.mark.slow
 COLLECTION = "facts"
 
 
-def rag_builders():
-    """The tiny-model builders of tests/rag/conftest.py (a conftest is not importable as a module)."""
-    path = Path(__file__).parents[1] / "rag" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("ragjet_rag_test_builders", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def workload_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings with a tiny Llama and a data dir holding the ingested collection "facts"."""
-    builders = rag_builders()
     root = tmp_path_factory.mktemp("profile")
-    tokenizer = builders.train_tokenizer(list(builders.CORPUS.values()))
-    model_dir = builders.write_tiny_llama(root / "llama", tokenizer)
+    tokenizer = train_tokenizer(list(CORPUS.values()))
+    model_dir = write_tiny_llama(root / "llama", tokenizer)
     corpus = root / "corpus"
     corpus.mkdir()
-    for name, text in builders.CORPUS.items():
+    for name, text in CORPUS.items():
         (corpus / name).write_text(text)
     settings = load_settings(
         data_dir=root / "data",

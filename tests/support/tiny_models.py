@@ -1,4 +1,5 @@
-"""RAG test fixtures: a tiny random-weight Llama written as a real HF model directory, a small corpus."""
+"""Builders shared by test areas: a tiny random-weight chat Llama written as a real HF model directory
+(config.json, safetensors, tokenizer.json, ChatML template) and a small three-document corpus."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from jinja2 import Template
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -87,26 +87,3 @@ def write_tiny_llama(directory: Path, tokenizer: Tokenizer) -> Path:
     tokenizer_config = {"chat_template": CHATML_TEMPLATE, "eos_token": "<|im_end|>", "bos_token": None}
     (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     return directory
-
-
-@pytest.fixture(scope="session")
-def corpus_texts() -> list[str]:
-    return list(CORPUS.values())
-
-
-@pytest.fixture(scope="session")
-def chat_tokenizer(corpus_texts: list[str]) -> ChatMLTokenizer:
-    return ChatMLTokenizer(train_tokenizer(corpus_texts))
-
-
-@pytest.fixture(scope="session")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("corpus")
-    for name, text in CORPUS.items():
-        (directory / name).write_text(text)
-    return directory
-
-
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, corpus_texts: list[str]) -> Path:
-    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), train_tokenizer(corpus_texts))
