@@ -1,0 +1,18 @@
+"""Serving tests share one real server (REST + gRPC on localhost) for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.live_server import LiveServer, run_live_server
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corpus_dir: Path
+) -> Iterator[LiveServer]:
+    with run_live_server(tmp_path_factory.mktemp("serve-data"), tiny_llama_dir, corpus_dir) as server:
+        yield server
