@@ -75,6 +75,9 @@ def test_health_readiness_metrics_and_openapi(http: httpx.Client) -> None:
     for stage in ("embed", "search", "prompt", "prefill", "total"):
         assert f'ragjet_stage_seconds_count{{stage="{stage}"}}' in metrics
     assert 'ragjet_http_requests_total{route="/v1/chat/completions",status="200"}' in metrics
+    assert "ragjet_engine_num_free_blocks" in metrics and "ragjet_prefix_cache_hits_total" in metrics
+    http.post("/v1/search", json={"query": "x", "collection": "nope"})
+    assert 'ragjet_errors_total{kind="client_error"}' in http.get("/metrics").text
     paths = http.get("/openapi.json").json()["paths"]
     for route in ("/v1/chat/completions", "/v1/embeddings", "/v1/search", "/v1/collections", "/healthz", "/readyz"):
         assert route in paths

@@ -13,6 +13,7 @@ from ragjet.rag.types import Answer
 
 # 1 ms … ~60 s, roughly ×2 per bucket: covers a cached search and a long CPU generation alike.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+ERROR_KINDS = {413: "too_large", 429: "overloaded", 503: "unavailable", 504: "timeout"}
 STAGES = ("embed", "search", "rerank", "prompt", "queue", "prefill", "decode", "total")
 
 
@@ -39,6 +40,12 @@ class Metrics:
         self.fallbacks = Counter("ragjet_fallbacks", "Degraded answers by reason", ["reason"], registry=self.registry)
         self.review_flags = Counter("ragjet_review_flags", "Answers flagged for human review", registry=self.registry)
         self.tokens = Counter("ragjet_tokens", "Tokens processed", ["kind"], registry=self.registry)
+        self.errors = Counter("ragjet_errors", "Failed requests by kind", ["kind"], registry=self.registry)
+
+    def observe_response(self, route: str, status: int) -> None:
+        self.requests.labels(route, str(status)).inc()
+        if status >= 400:
+            self.errors.labels(ERROR_KINDS.get(status, "server_error" if status >= 500 else "client_error")).inc()
 
     def observe_answer(self, answer: Answer) -> None:
         t = answer.timings

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ragjet import __version__
 from ragjet.config import Settings
+from ragjet.obs.gauges import EngineCollector, GpuCollector
 from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.errors import install_error_handlers
@@ -35,6 +36,8 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
 
     app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
     app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()
+    app.state.metrics.registry.register(EngineCollector(pipeline.engine_stats))
+    app.state.metrics.registry.register(GpuCollector())
     install_error_handlers(app)
     for module in (openai, search, collections, health):
         app.include_router(module.router)
@@ -51,7 +54,7 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
     async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
         route = request.scope.get("route")
-        app.state.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        app.state.metrics.observe_response(getattr(route, "path", "unmatched"), response.status_code)
         return response
 
     app.add_middleware(

@@ -1,0 +1,85 @@
+"""Point-in-time state read at scrape time: engine queues and KV blocks, prefix-cache hits, GPU memory.
+
+A custom collector asks the live components when Prometheus scrapes, so the hot path never updates a
+gauge and the numbers are never stale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ragjet.llm.engine.outputs import EngineStats
+
+log = logging.getLogger(__name__)
+
+ENGINE_GAUGES = {
+    "num_running": "Sequences being decoded",
+    "num_waiting": "Requests queued for admission",
+    "num_used_blocks": "KV cache blocks in use",
+    "num_free_blocks": "KV cache blocks free",
+}
+
+
+class EngineCollector(Collector):
+    """Engine gauges and prefix-cache counters from `stats()`; nothing when the engine is not started."""
+
+    def __init__(self, stats: Callable[[], EngineStats]):
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            stats = self.stats()
+        except RuntimeError:  # pipeline not started yet
+            return
+        for field, help_text in ENGINE_GAUGES.items():
+            yield GaugeMetricFamily(f"ragjet_engine_{field}", help_text, value=getattr(stats, field, 0))
+        queries = CounterMetricFamily("ragjet_prefix_cache_queries", "Full KV blocks looked up in the prefix cache")
+        queries.add_metric([], getattr(stats, "prefix_cache_queries", 0))
+        hits = CounterMetricFamily("ragjet_prefix_cache_hits", "KV blocks served from the prefix cache")
+        hits.add_metric([], getattr(stats, "prefix_cache_hits", 0))
+        yield queries
+        yield hits
+
+
+class GpuCollector(Collector):
+    """GPU memory (torch's allocator and the device total) and utilisation (NVML), per device, when CUDA exists."""
+
+    def __init__(self) -> None:
+        self._nvml = _init_nvml()
+
+    def collect(self) -> Iterator[Metric]:
+        if not torch.cuda.is_available():
+            return
+        memory = GaugeMetricFamily("ragjet_gpu_memory_bytes", "GPU memory", labels=["device", "kind"])
+        util = GaugeMetricFamily("ragjet_gpu_utilization_ratio", "GPU busy fraction (NVML)", labels=["device"])
+        for index in range(torch.cuda.device_count()):
+            device = str(index)
+            memory.add_metric([device, "allocated"], torch.cuda.memory_allocated(index))
+            memory.add_metric([device, "reserved"], torch.cuda.memory_reserved(index))
+            memory.add_metric([device, "total"], torch.cuda.get_device_properties(index).total_memory)
+            if self._nvml is not None:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                util.add_metric([device], self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100)
+        yield memory
+        yield util
+
+
+def _init_nvml():  # type: ignore[no-untyped-def]
+    """The pynvml module from nvidia-ml-py once initialised, or None where no NVIDIA driver is reachable."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception as exc:  # noqa: BLE001 (utilisation is optional; memory gauges still work)
+        log.info("GPU utilisation metrics unavailable: %s", exc)
+        return None
