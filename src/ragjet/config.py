@@ -103,6 +103,8 @@ class ServeSettings(Section):
     max_request_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload request")
     default_collection: str = Field("python-docs", description="answers come from here when a request names none")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(True, description="JSON log lines with request ids (False: plain text)")
 
 
 class Settings(BaseSettings):

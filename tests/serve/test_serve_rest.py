@@ -81,3 +81,12 @@ def test_health_readiness_metrics_and_openapi(http: httpx.Client) -> None:
     paths = http.get("/openapi.json").json()["paths"]
     for route in ("/v1/chat/completions", "/v1/embeddings", "/v1/search", "/v1/collections", "/healthz", "/readyz"):
         assert route in paths
+
+
+def test_request_id_is_echoed_and_matches_the_answer(http: httpx.Client) -> None:
+    body = {"messages": [{"role": "user", "content": "Etna?"}], "max_tokens": 2}
+    response = http.post("/v1/chat/completions", json=body, headers={"X-Request-ID": "client-trace-7"})
+    assert response.headers["X-Request-ID"] == "client-trace-7"
+    assert response.json()["ragjet"]["request_id"] == "client-trace-7"
+    minted = http.get("/healthz").headers["X-Request-ID"]
+    assert len(minted) == 16

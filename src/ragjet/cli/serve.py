@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ragjet.cli import app
 from ragjet.config import ConfigError, Settings, load_settings
+from ragjet.obs.logs import configure_logging
 
 console = Console(stderr=True)
 
@@ -20,13 +21,15 @@ async def serve_forever(settings: Settings) -> None:
     from ragjet.serve.app import create_app
     from ragjet.serve.grpc_server import start_grpc_server
 
+    configure_logging(settings.serve.log_level, settings.serve.log_json)
     pipeline = RagPipeline(settings)
     http = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, pipeline),
             host=settings.serve.host,
             port=settings.serve.port,
-            log_level="info",
+            log_level=settings.serve.log_level,
+            log_config=None,  # configure_logging owns the handlers: one format for ragjet and uvicorn
             timeout_graceful_shutdown=30,
         )
     )

@@ -27,6 +27,7 @@ from ragjet.ingest.pipeline import IngestReport, ingest_paths
 from ragjet.llm.backends import LLMBackend, create_backend
 from ragjet.llm.engine.outputs import EngineStats
 from ragjet.llm.sampling_params import SamplingParams
+from ragjet.obs.logs import current_request_id
 from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.confidence import answer_confidence
 from ragjet.rag.deadline import Deadline
@@ -163,7 +164,8 @@ class RagPipeline:
         deadline.check("prompt assembly")
         dense = {h.chunk_id: h.dense_score for h in hits}
         scores = [dense[c.chunk_id] for c in prompt.citations if dense.get(c.chunk_id) is not None]
-        return _Prepared(uuid.uuid4().hex[:16], deadline, prompt, scores, timings)
+        request_id = current_request_id() or uuid.uuid4().hex[:16]
+        return _Prepared(request_id, deadline, prompt, scores, timings)
 
     def _validate(self, question: str, options: AskOptions) -> int:
         """Check the options a client sends; returns the number of sources to put into the prompt."""

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ragjet import __version__
 from ragjet.config import Settings
 from ragjet.obs.gauges import EngineCollector, GpuCollector
+from ragjet.obs.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.errors import install_error_handlers
@@ -51,8 +52,15 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.middleware("http")
-    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
+    async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        """Tag the request with an id (logs, answers, X-Request-ID) and count it once it is answered."""
+        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        token = set_request_id(request_id)
+        try:
+            response = await call_next(request)
+        finally:
+            reset_request_id(token)
+        response.headers[REQUEST_ID_HEADER] = request_id
         route = request.scope.get("route")
         app.state.metrics.observe_response(getattr(route, "path", "unmatched"), response.status_code)
         return response
