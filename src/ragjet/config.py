@@ -94,6 +94,8 @@ class RagSettings(Section):
     )
     review_threshold: float = Field(0.35, ge=0, le=1, description="answers less confident than this need review")
     max_context_chunks: int = Field(8, ge=1, le=100, description="most retrieved chunks put into one prompt")
+    deadline_s: float = Field(120.0, gt=0, description="request budget when the client sets none")
+    max_in_flight: int = Field(64, ge=1, description="answers in progress at once; beyond it requests get 429")
 
 
 class ServeSettings(Section):

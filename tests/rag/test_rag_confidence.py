@@ -12,6 +12,7 @@ from ragjet.rag.confidence import (
     UNRELATED_COSINE,
     answer_confidence,
     generation_confidence,
+    grounding,
     retrieval_confidence,
 )
 
@@ -42,3 +43,19 @@ def test_logprobs_are_averaged_in_when_present():
     assert answer_confidence(scores, None) == 1.0
     assert math.isclose(answer_confidence(scores, math.log(0.2)), 0.6)
     assert answer_confidence(scores, float("nan")) == 1.0
+
+
+def test_grounding_counts_content_words_found_in_the_sources():
+    sources = ["Augustin Fresnel designed the lens in 1822 to replace heavy mirrors."]
+    assert grounding("Fresnel designed the lens in 1822.", sources) == 1.0
+    assert (
+        grounding("The lens was invented by Edison in 1900.", sources) == 0.25
+    )  # only "lens" of lens, invented, edison, 1900
+    assert grounding("the of and", sources) is None  # nothing to check
+
+
+def test_ungrounded_answers_lower_confidence():
+    scores, logprob = [0.65, 0.65], math.log(0.9)
+    grounded = answer_confidence(scores, logprob, grounding("Fresnel designed it", ["Fresnel designed it"]))
+    invented = answer_confidence(scores, logprob, grounding("Edison patented it", ["Fresnel designed it"]))
+    assert grounded > invented

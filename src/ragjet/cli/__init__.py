@@ -24,5 +24,6 @@ from ragjet.cli import (
     eval,  # noqa: E402,F401
     generate,  # noqa: E402,F401
     profile,  # noqa: E402,F401
+    review,  # noqa: E402,F401
     serve,  # noqa: E402,F401
 )

@@ -1,10 +1,26 @@
-"""Bookkeeping of one streamed generation: text, token counts, logprobs, queue/prefill/decode clocks."""
+"""One streamed generation: the loop that honours the deadline and survives a failing generator, and its trace
+(text, token counts, logprobs, queue/prefill/decode clocks, and why it ended)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
+
+from ragjet.llm.backends import LLMBackend
+from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError
+from ragjet.llm.sampling_params import SamplingParams
+from ragjet.rag.deadline import Deadline
+from ragjet.rag.types import Citation
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE_SOURCES = 2  # passages quoted when the generator cannot answer
+EXTRACTIVE_CHARS = 600
 
 
 @dataclass(slots=True)
@@ -25,6 +41,7 @@ class GenerationTrace:
     finish_reason: str | None = None
     queue_ms: float = 0.0  # waiting in the engine before prefill began, when the backend reports it
     num_cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
+    error: str | None = None  # the generator failed with this; the answer falls back to extractive
 
     def record(self, text: str, num_tokens: int, logprobs: list[float] | None) -> None:
         now = time.perf_counter()
@@ -54,3 +71,61 @@ class GenerationTrace:
         if self.first_token_at is None or self.last_token_at is None:
             return 0.0
         return (self.last_token_at - self.first_token_at) * 1e3
+
+
+async def stream_generation(
+    backend: LLMBackend, prompt: str, params: SamplingParams, deadline: Deadline, trace: GenerationTrace
+) -> AsyncGenerator[str, None]:
+    """Text pieces as the backend streams them, until it finishes, the deadline passes, or it fails.
+
+    A deadline ends the generation with finish_reason "timeout"; a failing generator (an engine error,
+    a broken server connection, out of memory) ends it with `trace.error` set instead of raising, so
+    the caller can still answer. Overload and an over-long prompt are the client's to see: they raise.
+    """
+    try:
+        async with aclosing(backend.stream(prompt, params)) as stream:
+            while True:
+                remaining = deadline.remaining_s()
+                if remaining is not None and remaining <= 0:  # also when deltas are already buffered
+                    trace.finish_reason = "timeout"
+                    return
+                try:
+                    async with asyncio.timeout(remaining):
+                        delta = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    trace.finish_reason = "timeout"
+                    return
+                trace.record(delta.text, delta.num_tokens, delta.logprobs)
+                trace.num_cached_prompt_tokens = max(trace.num_cached_prompt_tokens, delta.num_cached_tokens)
+                if delta.finish_reason is not None:
+                    trace.finish_reason = delta.finish_reason
+                if delta.text:
+                    yield delta.text
+    except (EngineOverloadedError, PromptTooLongError):
+        raise
+    except Exception as exc:  # noqa: BLE001 (any generator failure degrades to an extractive answer)
+        trace.error = f"{type(exc).__name__}: {exc}"
+        trace.finish_reason = "error"
+        log.warning("generation failed, answering extractively: %s", trace.error)
+
+
+def fallback_reason(trace: GenerationTrace) -> str | None:
+    """Why the generated text cannot stand as the answer: the generator failed, or timed out before a word."""
+    if trace.error is not None:
+        return f"generator error ({trace.error.split(':', 1)[0]}): extractive answer"
+    if trace.finish_reason == "timeout" and not trace.text.strip():
+        return "generator timeout: extractive answer"
+    return None
+
+
+def extractive_answer(citations: list[Citation]) -> str:
+    """The best passages themselves, quoted with their citation numbers, when no generated answer exists."""
+    parts = []
+    for c in citations[:EXTRACTIVE_SOURCES]:
+        text = " ".join(c.text.split())
+        if len(text) > EXTRACTIVE_CHARS:
+            text = text[:EXTRACTIVE_CHARS].rsplit(" ", 1)[0] + " …"
+        parts.append(f"[{c.number}] {text}")
+    return "\n\n".join(parts) if parts else "No answer could be generated and no sources matched."

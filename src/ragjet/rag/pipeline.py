@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -25,15 +25,26 @@ from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.pipeline import IngestReport, ingest_paths
 from ragjet.llm.backends import LLMBackend, create_backend
+from ragjet.llm.engine.errors import EngineOverloadedError
 from ragjet.llm.engine.outputs import EngineStats
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.obs.logs import current_request_id
 from ragjet.rag.collections import CollectionRegistry
-from ragjet.rag.confidence import answer_confidence
+from ragjet.rag.confidence import answer_confidence, grounding
 from ragjet.rag.deadline import Deadline
-from ragjet.rag.generation import GenerationTrace
+from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
 from ragjet.rag.prompt import BuiltPrompt, PromptBuilder, mark_cited
-from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerEvent, AnswerStart, AskOptions, StageTimings
+from ragjet.rag.review import ReviewQueue
+from ragjet.rag.types import (
+    Answer,
+    AnswerDelta,
+    AnswerDone,
+    AnswerEvent,
+    AnswerStart,
+    AskOptions,
+    Citation,
+    StageTimings,
+)
 from ragjet.retrieve import SearchHit
 from ragjet.store import CollectionInfo, DocumentInfo
 
@@ -68,6 +79,8 @@ class RagPipeline:
         self._backend: LLMBackend | None = None
         self._prompts: PromptBuilder | None = None
         self._start_lock = asyncio.Lock()
+        self._review: ReviewQueue | None = None
+        self._in_flight = 0
 
     @property
     def is_ready(self) -> bool:
@@ -87,6 +100,8 @@ class RagPipeline:
                     self._embedder, max_batch=embed.batch_size, max_wait_ms=embed.max_wait_ms
                 )
                 self.collections.embedder = self._embedder
+            if self._review is None:
+                self._review = ReviewQueue(self.settings.data_dir.expanduser() / "review.db")
             if generate and self._backend is None:
                 backend = await asyncio.to_thread(create_backend, self.settings.llm)
                 self._backend = backend
@@ -97,12 +112,18 @@ class RagPipeline:
             await self._backend.close()
         if self._batcher is not None:
             self._batcher.close()
-        self._backend = self._batcher = self._prompts = self._embedder = None
+        if self._review is not None:
+            self._review.close()
+        self._backend = self._batcher = self._prompts = self._embedder = self._review = None
         self.collections.embedder = None
 
     def batcher_stats(self) -> BatcherStats:
         """Query-embedding batches formed so far (sizes show whether concurrent questions shared forwards)."""
         return _require(self._batcher).stats
+
+    def review_queue(self) -> ReviewQueue:
+        """Answers flagged for human review (and the resolved ones served in their place)."""
+        return _require(self._review)
 
     def engine_stats(self) -> EngineStats:
         """The LLM engine's running/waiting sequences and KV blocks, for health checks and tests."""
@@ -122,34 +143,60 @@ class RagPipeline:
 
         Leaving the stream early (aclose, client disconnect) cancels the generation in the engine.
         """
-        request = await self._prepare(question, options)
-        yield AnswerStart(request.request_id, request.prompt.citations)
-        backend = _require(self._backend)
-        trace = GenerationTrace()
-        async with aclosing(backend.stream(request.prompt.text, sampling_params(options))) as stream:
-            while True:
-                remaining = request.deadline.remaining_s()
-                if remaining is not None and remaining <= 0:  # also when deltas are already buffered
-                    trace.finish_reason = "timeout"
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        delta = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    trace.finish_reason = "timeout"
-                    break
-                trace.record(delta.text, delta.num_tokens, delta.logprobs)
-                trace.num_cached_prompt_tokens = max(trace.num_cached_prompt_tokens, delta.num_cached_tokens)
-                if delta.finish_reason is not None:
-                    trace.finish_reason = delta.finish_reason
-                if delta.text:
-                    yield AnswerDelta(delta.text)
-        yield AnswerDone(self._answer(request, trace))
+        with self._admit():
+            resolved = self._resolved(question, options.collection)
+            if resolved is not None:
+                for event in resolved:
+                    yield event
+                return
+            request = await self._prepare(question, options)
+            yield AnswerStart(request.request_id, request.prompt.citations)
+            trace = GenerationTrace()
+            backend, params = _require(self._backend), sampling_params(options)
+            generation = stream_generation(backend, request.prompt.text, params, request.deadline, trace)
+            async with aclosing(generation) as pieces:
+                async for piece in pieces:
+                    yield AnswerDelta(piece)
+            degraded = fallback_reason(trace)
+            if degraded is not None:
+                text = ("\n\n" if trace.text else "") + extractive_answer(request.prompt.citations)
+                trace.pieces.append(text)
+                yield AnswerDelta(text)
+            answer = self._answer(request, trace, degraded)
+            if answer.needs_review and self._review is not None:
+                answer.review_id = await asyncio.to_thread(self._review.add, options.collection, question, answer)
+            yield AnswerDone(answer)
+
+    @contextmanager
+    def _admit(self) -> Iterator[None]:
+        """Admission control: beyond `max_in_flight` answers at once, refuse now (429) rather than queue forever."""
+        limit = self.settings.rag.max_in_flight
+        if self._in_flight >= limit:
+            raise EngineOverloadedError(f"ragjet is at capacity ({limit} answers in flight); retry shortly")
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+    def _resolved(self, question: str, collection: str) -> list[AnswerEvent] | None:
+        """A reviewer's answer to this very question, served instead of generating again."""
+        item = self._review.resolved_answer(collection, question) if self._review is not None else None
+        if item is None or item.resolution is None:
+            return None
+        citations = [Citation(**c) for c in item.citations]  # type: ignore[arg-type]
+        answer = Answer(
+            request_id=current_request_id() or uuid.uuid4().hex[:16],
+            text=item.resolution,
+            citations=citations,
+            timings=StageTimings(),
+            confidence=1.0,
+            review_id=item.id,
+        )
+        return [AnswerStart(answer.request_id, citations), AnswerDelta(item.resolution), AnswerDone(answer)]
 
     async def _prepare(self, question: str, options: AskOptions) -> _Prepared:
-        deadline = Deadline.start(options.deadline_s)
+        deadline = Deadline.start(options.deadline_s or self.settings.rag.deadline_s)
         top_k = self._validate(question, options)
         timings = StageTimings()
         hits = await self._retrieve(
@@ -180,13 +227,14 @@ class RagPipeline:
         sampling_params(options)  # raises ValueError on bad sampling options
         return min(top_k, self.settings.rag.max_context_chunks)
 
-    def _answer(self, request: _Prepared, trace: GenerationTrace) -> Answer:
+    def _answer(self, request: _Prepared, trace: GenerationTrace, degraded: str | None) -> Answer:
         timings = request.timings
         timings.queue_ms = trace.queue_ms
         timings.prefill_ms = trace.ttft_ms() - trace.queue_ms
         timings.decode_ms = trace.decode_ms()
         timings.total_ms = (time.monotonic() - request.deadline.started_at) * 1e3
-        confidence = answer_confidence(request.dense_scores, trace.mean_logprob)
+        sources = [c.text for c in request.prompt.citations]
+        confidence = answer_confidence(request.dense_scores, trace.mean_logprob, grounding(trace.text, sources))
         return Answer(
             request_id=request.request_id,
             text=trace.text,
@@ -197,7 +245,8 @@ class RagPipeline:
             cached_prompt_tokens=trace.num_cached_prompt_tokens,
             finish_reason=trace.finish_reason or "stop",
             confidence=confidence,
-            needs_review=confidence < self.settings.rag.review_threshold,
+            needs_review=degraded is not None or confidence < self.settings.rag.review_threshold,
+            degraded=degraded,
         )
 
     # --- retrieval -------------------------------------------------------------------------------

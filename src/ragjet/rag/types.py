@@ -62,6 +62,7 @@ class Answer:
     confidence: float | None = None
     needs_review: bool = False
     degraded: str | None = None  # why a fallback answered, e.g. "generator timeout: extractive answer"
+    review_id: str | None = None  # the review-queue item this answer was stored as (or served from)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.errors import install_error_handlers
 from ragjet.serve.limits import BodySizeLimit
-from ragjet.serve.routes import collections, health, openai, search
+from ragjet.serve.routes import collections, health, openai, review, search
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
     app.state.metrics.registry.register(EngineCollector(pipeline.engine_stats))
     app.state.metrics.registry.register(GpuCollector())
     install_error_handlers(app)
-    for module in (openai, search, collections, health):
+    for module in (openai, search, collections, review, health):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -94,6 +94,7 @@ class RagAnswerInfo(BaseModel):
     confidence: float | None
     needs_review: bool
     degraded: str | None
+    review_id: str | None
 
     @classmethod
     def of(cls, a: Answer) -> RagAnswerInfo:
@@ -104,6 +105,7 @@ class RagAnswerInfo(BaseModel):
             confidence=a.confidence,
             needs_review=a.needs_review,
             degraded=a.degraded,
+            review_id=a.review_id,
         )
 
 
