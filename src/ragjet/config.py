@@ -105,6 +105,12 @@ class ServeSettings(Section):
     max_request_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload request")
     default_collection: str = Field("python-docs", description="answers come from here when a request names none")
+    auth_enabled: bool = Field(True, description="require an API key on every route but health (off only for demos)")
+    rate_limit_per_s: float = Field(20.0, gt=0, description="sustained requests per second per API key (or client)")
+    rate_limit_burst: int = Field(40, ge=1, description="requests a key may send at once before rate limiting")
+    ingest_roots: list[Path] = Field(
+        default_factory=list, description="folders server-side path ingestion may read; empty disables it"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="JSON log lines with request ids (False: plain text)")
 
@@ -140,6 +146,11 @@ class Settings(BaseSettings):
     @property
     def collections_dir(self) -> Path:
         return self.data_dir.expanduser() / "collections"
+
+    @property
+    def tenants_dir(self) -> Path:
+        """Collections of tenants other than the default one, one folder each."""
+        return self.data_dir.expanduser() / "tenants"
 
     @property
     def cache_dir(self) -> Path:

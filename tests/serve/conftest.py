@@ -14,5 +14,8 @@ from support.live_server import LiveServer, run_live_server
 def live_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corpus_dir: Path
 ) -> Iterator[LiveServer]:
-    with run_live_server(tmp_path_factory.mktemp("serve-data"), tiny_llama_dir, corpus_dir) as server:
+    data_dir = tmp_path_factory.mktemp("serve-data")
+    roots = [tmp_path_factory.getbasetemp()]  # server-side ingestion may read the tests' temp folders
+    with run_live_server(data_dir, tiny_llama_dir, corpus_dir, ingest_roots=roots) as server:
+        server.upload(corpus_dir)
         yield server

@@ -17,7 +17,8 @@ import uvicorn
 
 from ragjet.config import Settings, load_settings
 from ragjet.rag.pipeline import RagPipeline
-from ragjet.serve.app import create_app
+from ragjet.serve.app import create_app, make_gatekeeper
+from ragjet.serve.auth import Gatekeeper
 from ragjet.serve.grpc_server import start_grpc_server
 
 COLLECTION = "facts"
@@ -30,6 +31,14 @@ class LiveServer:
     settings: Settings
     pipeline: RagPipeline
     loop: asyncio.AbstractEventLoop
+    gatekeeper: Gatekeeper
+
+    def upload(self, corpus_dir: Path, collection: str = COLLECTION, key: str | None = None) -> None:
+        files = [("files", (p.name, p.read_bytes(), "text/markdown")) for p in sorted(corpus_dir.iterdir())]
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = f"{self.url}/v1/collections/{collection}/documents"
+        response = httpx.post(url, files=files, headers=headers, timeout=120)
+        assert response.status_code == 200, response.text
 
     def engine_stats(self):  # type: ignore[no-untyped-def]
         return self.pipeline.engine_stats()
@@ -42,24 +51,29 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_live_server(data_dir: Path, model_dir: Path, corpus_dir: Path) -> Iterator[LiveServer]:
-    """Serve until the block ends; the corpus is uploaded into COLLECTION through the REST route first."""
+def run_live_server(data_dir: Path, model_dir: Path, corpus_dir: Path, **serve: object) -> Iterator[LiveServer]:
+    """Serve until the block ends; `serve` overrides the serve settings (auth is off unless asked for)."""
     settings = load_settings(
         data_dir=data_dir,
         embed={"device": "cpu"},
         index={"device": "cpu"},
         llm={"model": str(model_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8},
-        serve={"port": free_port(), "grpc_port": free_port(), "default_collection": COLLECTION},
+        serve={
+            "port": free_port(),
+            "grpc_port": free_port(),
+            "default_collection": COLLECTION,
+            "auth_enabled": False,
+            **serve,
+        },
     )
-    pipeline = RagPipeline(settings)
-    http = uvicorn.Server(
-        uvicorn.Config(create_app(settings, pipeline), host="127.0.0.1", port=settings.serve.port, log_level="warning")
-    )
+    pipeline, gatekeeper = RagPipeline(settings), make_gatekeeper(settings)
+    app = create_app(settings, pipeline, gatekeeper)
+    http = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.serve.port, log_level="warning"))
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
     async def serve() -> None:
-        grpc_server = await start_grpc_server(pipeline, "127.0.0.1", settings.serve.grpc_port, COLLECTION)
+        grpc_server = await start_grpc_server(pipeline, settings, gatekeeper)
         started.set()
         try:
             await http.serve()
@@ -70,10 +84,7 @@ def run_live_server(data_dir: Path, model_dir: Path, corpus_dir: Path) -> Iterat
     thread.start()
     url = f"http://127.0.0.1:{settings.serve.port}"
     _wait_ready(url, started)
-    files = [("files", (p.name, p.read_bytes(), "text/markdown")) for p in sorted(corpus_dir.iterdir())]
-    response = httpx.post(f"{url}/v1/collections/{COLLECTION}/documents", files=files, timeout=120)
-    assert response.status_code == 200, response.text
-    yield LiveServer(url, f"127.0.0.1:{settings.serve.grpc_port}", settings, pipeline, loop)
+    yield LiveServer(url, f"127.0.0.1:{settings.serve.grpc_port}", settings, pipeline, loop, gatekeeper)
     http.should_exit = True
     thread.join(timeout=30)
 

@@ -23,6 +23,7 @@ from ragjet.cli import (
     demo,  # noqa: E402,F401
     eval,  # noqa: E402,F401
     generate,  # noqa: E402,F401
+    keys,  # noqa: E402,F401
     profile,  # noqa: E402,F401
     review,  # noqa: E402,F401
     serve,  # noqa: E402,F401

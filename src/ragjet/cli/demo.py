@@ -44,6 +44,9 @@ def demo() -> None:
     except ConfigError as exc:
         console.print(f"[red]{exc}[/]")
         raise SystemExit(2) from None
+    if "auth_enabled" not in settings.serve.model_fields_set:
+        # The demo listens on localhost only and needs no keys; set RAGJET_SERVE__AUTH_ENABLED=true to require them.
+        settings.serve = settings.serve.model_copy(update={"auth_enabled": False})
     asyncio.run(ensure_demo_collection(settings))
     print_banner(settings)
     asyncio.run(serve_forever(settings))

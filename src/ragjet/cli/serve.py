@@ -18,14 +18,14 @@ console = Console(stderr=True)
 async def serve_forever(settings: Settings) -> None:
     """Both transports share the event loop and the pipeline; SIGINT/SIGTERM drain uvicorn, then gRPC."""
     from ragjet.rag.pipeline import RagPipeline
-    from ragjet.serve.app import create_app
+    from ragjet.serve.app import create_app, make_gatekeeper
     from ragjet.serve.grpc_server import start_grpc_server
 
     configure_logging(settings.serve.log_level, settings.serve.log_json)
-    pipeline = RagPipeline(settings)
+    pipeline, gatekeeper = RagPipeline(settings), make_gatekeeper(settings)
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, pipeline),
+            create_app(settings, pipeline, gatekeeper),
             host=settings.serve.host,
             port=settings.serve.port,
             log_level=settings.serve.log_level,
@@ -33,9 +33,7 @@ async def serve_forever(settings: Settings) -> None:
             timeout_graceful_shutdown=30,
         )
     )
-    grpc_server = await start_grpc_server(
-        pipeline, settings.serve.host, settings.serve.grpc_port, settings.serve.default_collection
-    )
+    grpc_server = await start_grpc_server(pipeline, settings, gatekeeper)
     try:
         await http.serve()
     finally:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ragjet.config import Settings
 from ragjet.embed.embedder import Embedder
@@ -32,9 +33,9 @@ class _Open:
 
 
 class CollectionRegistry:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, root: Path | None = None):
         self.settings = settings
-        self.root = settings.collections_dir
+        self.root = root if root is not None else settings.collections_dir
         self.embedder: Embedder | None = None  # set by the pipeline once loaded; retrieval needs it
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()  # guards _open and _writers

@@ -35,6 +35,7 @@ from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
 from ragjet.rag.prompt import BuiltPrompt, PromptBuilder, mark_cited
 from ragjet.rag.review import ReviewQueue
+from ragjet.rag.tenants import DEFAULT_TENANT, validate_tenant
 from ragjet.rag.types import (
     Answer,
     AnswerDelta,
@@ -73,7 +74,7 @@ class RagPipeline:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.collections = CollectionRegistry(settings)
+        self._registries: dict[str, CollectionRegistry] = {}  # one per tenant, each with its own folder
         self._embedder: Embedder | None = None
         self._batcher: DynamicBatcher | None = None
         self._backend: LLMBackend | None = None
@@ -99,7 +100,8 @@ class RagPipeline:
                 self._batcher = DynamicBatcher(
                     self._embedder, max_batch=embed.batch_size, max_wait_ms=embed.max_wait_ms
                 )
-                self.collections.embedder = self._embedder
+                for registry in self._registries.values():
+                    registry.embedder = self._embedder
             if self._review is None:
                 self._review = ReviewQueue(self.settings.data_dir.expanduser() / "review.db")
             if generate and self._backend is None:
@@ -115,7 +117,8 @@ class RagPipeline:
         if self._review is not None:
             self._review.close()
         self._backend = self._batcher = self._prompts = self._embedder = self._review = None
-        self.collections.embedder = None
+        for registry in self._registries.values():
+            registry.embedder = None
 
     def batcher_stats(self) -> BatcherStats:
         """Query-embedding batches formed so far (sizes show whether concurrent questions shared forwards)."""
@@ -144,7 +147,7 @@ class RagPipeline:
         Leaving the stream early (aclose, client disconnect) cancels the generation in the engine.
         """
         with self._admit():
-            resolved = self._resolved(question, options.collection)
+            resolved = self._resolved(question, options)
             if resolved is not None:
                 for event in resolved:
                     yield event
@@ -164,7 +167,10 @@ class RagPipeline:
                 yield AnswerDelta(text)
             answer = self._answer(request, trace, degraded)
             if answer.needs_review and self._review is not None:
-                answer.review_id = await asyncio.to_thread(self._review.add, options.collection, question, answer)
+                review = self._review
+                answer.review_id = await asyncio.to_thread(
+                    review.add, options.tenant, options.collection, question, answer
+                )
             yield AnswerDone(answer)
 
     @contextmanager
@@ -179,9 +185,10 @@ class RagPipeline:
         finally:
             self._in_flight -= 1
 
-    def _resolved(self, question: str, collection: str) -> list[AnswerEvent] | None:
+    def _resolved(self, question: str, options: AskOptions) -> list[AnswerEvent] | None:
         """A reviewer's answer to this very question, served instead of generating again."""
-        item = self._review.resolved_answer(collection, question) if self._review is not None else None
+        review = self._review
+        item = review.resolved_answer(options.tenant, options.collection, question) if review is not None else None
         if item is None or item.resolution is None:
             return None
         citations = [Citation(**c) for c in item.citations]  # type: ignore[arg-type]
@@ -200,7 +207,7 @@ class RagPipeline:
         top_k = self._validate(question, options)
         timings = StageTimings()
         hits = await self._retrieve(
-            question, options.collection, top_k + DEDUP_SLACK, options.filters, deadline, timings
+            question, options.collection, top_k + DEDUP_SLACK, options.filters, deadline, timings, options.tenant
         )
         started = time.perf_counter()
         prompts = _require(self._prompts)
@@ -258,6 +265,7 @@ class RagPipeline:
         top_k: int | None = None,
         filters: Mapping[str, object] | None = None,
         timings: StageTimings | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SearchHit]:
         """Retrieval without generation; `timings`, when given, receives this query's embed/search/rerank times."""
         if not query.strip():
@@ -267,7 +275,7 @@ class RagPipeline:
             raise ValueError(f"top_k must be at least 1, got {k}")
         timings = timings if timings is not None else StageTimings()
         started = time.perf_counter()
-        hits = await self._retrieve(query, collection, k, filters, Deadline.start(None), timings)
+        hits = await self._retrieve(query, collection, k, filters, Deadline.start(None), timings, tenant)
         timings.total_ms = (time.perf_counter() - started) * 1e3
         return hits
 
@@ -279,8 +287,9 @@ class RagPipeline:
         filters: Mapping[str, object] | None,
         deadline: Deadline,
         timings: StageTimings,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SearchHit]:
-        retriever = self.collections.retriever(collection)  # unknown collection fails before any model work
+        retriever = self.collections(tenant).retriever(collection)  # unknown collection fails before any model work
         batcher = _require(self._batcher)
         started = time.perf_counter()
         vector = await deadline.run("query embedding", batcher.embed(query))
@@ -301,29 +310,41 @@ class RagPipeline:
 
     # --- collections -----------------------------------------------------------------------------
 
-    def list_collections(self) -> list[CollectionInfo]:
-        return self.collections.infos()
+    def collections(self, tenant: str = DEFAULT_TENANT) -> CollectionRegistry:
+        """The tenant's collections; a tenant never sees another's (separate folders, separate registries)."""
+        registry = self._registries.get(tenant)
+        if registry is None:
+            root = None if tenant == DEFAULT_TENANT else self.settings.tenants_dir / validate_tenant(tenant)
+            registry = self._registries.setdefault(tenant, CollectionRegistry(self.settings, root))
+            registry.embedder = self._embedder
+        return registry
 
-    def create_collection(self, name: str) -> CollectionInfo:
-        return self.collections.create(name)
+    def list_collections(self, tenant: str = DEFAULT_TENANT) -> list[CollectionInfo]:
+        return self.collections(tenant).infos()
 
-    def delete_collection(self, name: str) -> None:
-        self.collections.delete(name)
+    def create_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionInfo:
+        return self.collections(tenant).create(name)
 
-    def documents(self, collection: str) -> list[DocumentInfo]:
-        return self.collections.documents(collection)
+    def delete_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        self.collections(tenant).delete(name)
 
-    def delete_document(self, collection: str, source: str) -> bool:
-        return self.collections.delete_document(collection, source)
+    def documents(self, collection: str, tenant: str = DEFAULT_TENANT) -> list[DocumentInfo]:
+        return self.collections(tenant).documents(collection)
 
-    async def ingest(self, collection: str, paths: list[Path], progress: bool = False) -> IngestReport:
+    def delete_document(self, collection: str, source: str, tenant: str = DEFAULT_TENANT) -> bool:
+        return self.collections(tenant).delete_document(collection, source)
+
+    async def ingest(
+        self, collection: str, paths: list[Path], progress: bool = False, tenant: str = DEFAULT_TENANT
+    ) -> IngestReport:
         """Load, chunk, embed and store `paths` in a worker thread; creates the collection if missing."""
         embedder = _require(self._embedder)
         chunk = self.settings.chunk
         chunker = Chunker(embedder.tokenizer, max_tokens=chunk.max_tokens, overlap_tokens=chunk.overlap_tokens)
+        registry = self.collections(tenant)
 
         def run() -> IngestReport:
-            with self.collections.writing(collection) as store:
+            with registry.writing(collection) as store:
                 return ingest_paths(store, paths, embedder, chunker, progress=progress)
 
         return await asyncio.to_thread(run)

@@ -24,6 +24,7 @@ Status = Literal["pending", "resolved"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_items (
     id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
     collection TEXT NOT NULL,
     question TEXT NOT NULL,
     question_key TEXT NOT NULL,
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS review_items (
     created_at REAL NOT NULL,
     resolved_at REAL
 );
-CREATE INDEX IF NOT EXISTS review_lookup ON review_items (collection, question_key, status);
+CREATE INDEX IF NOT EXISTS review_lookup ON review_items (tenant, collection, question_key, status);
 """
 
 
@@ -53,6 +54,7 @@ class ReviewItemNotFoundError(KeyError):
 @dataclass(frozen=True, slots=True)
 class ReviewItem:
     id: str
+    tenant: str
     collection: str
     question: str
     answer: str
@@ -81,16 +83,17 @@ class ReviewQueue:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
-    def add(self, collection: str, question: str, answer: Answer) -> str:
+    def add(self, tenant: str, collection: str, question: str, answer: Answer) -> str:
         item_id = uuid.uuid4().hex[:16]
         citations = [asdict(c) for c in answer.citations]
         scores = {"confidence": answer.confidence or 0.0, **answer.timings.as_dict()}
         with self._lock:
             self._db.execute(
-                "INSERT INTO review_items (id, collection, question, question_key, answer, citations, confidence,"
-                " scores, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                "INSERT INTO review_items (id, tenant, collection, question, question_key, answer, citations,"
+                " confidence, scores, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 (
                     item_id,
+                    tenant,
                     collection,
                     question,
                     question_key(question),
@@ -103,24 +106,27 @@ class ReviewQueue:
             )
         return item_id
 
-    def list(self, status: Status | None = None, limit: int = 100) -> list[ReviewItem]:
-        query, args = "SELECT * FROM review_items", []
+    def list(self, tenant: str, status: Status | None = None, limit: int = 100) -> list[ReviewItem]:
+        query, args = "SELECT * FROM review_items WHERE tenant = ?", [tenant]
         if status is not None:
-            query, args = query + " WHERE status = ?", [status]
+            query, args = query + " AND status = ?", [tenant, status]
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
         return [_item(row) for row in rows]
 
-    def get(self, item_id: str) -> ReviewItem:
+    def get(self, tenant: str, item_id: str) -> ReviewItem:
+        """The item, if it belongs to `tenant` (another tenant's id is reported as unknown)."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM review_items WHERE id = ?", (item_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM review_items WHERE id = ? AND tenant = ?", (item_id, tenant)
+            ).fetchone()
         if row is None:
             raise ReviewItemNotFoundError(item_id)
         return _item(row)
 
-    def resolve(self, item_id: str, resolution: str, reviewer: str | None = None) -> ReviewItem:
-        """Store the reviewed answer (the original if `resolution` is empty means: approved as is)."""
-        item = self.get(item_id)
+    def resolve(self, tenant: str, item_id: str, resolution: str, reviewer: str | None = None) -> ReviewItem:
+        """Store the reviewed answer; an empty `resolution` approves the original as is."""
+        item = self.get(tenant, item_id)
         final = resolution.strip() or item.answer
         with self._lock:
             self._db.execute(
@@ -128,15 +134,15 @@ class ReviewQueue:
                 " WHERE id = ?",
                 (final, reviewer, time.time(), item_id),
             )
-        return self.get(item_id)
+        return self.get(tenant, item_id)
 
-    def resolved_answer(self, collection: str, question: str) -> ReviewItem | None:
+    def resolved_answer(self, tenant: str, collection: str, question: str) -> ReviewItem | None:
         """The latest resolved item for this question in this collection, if a reviewer answered it."""
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM review_items WHERE collection = ? AND question_key = ? AND status = 'resolved'"
-                " ORDER BY resolved_at DESC LIMIT 1",
-                (collection, question_key(question)),
+                "SELECT * FROM review_items WHERE tenant = ? AND collection = ? AND question_key = ?"
+                " AND status = 'resolved' ORDER BY resolved_at DESC LIMIT 1",
+                (tenant, collection, question_key(question)),
             ).fetchone()
         return None if row is None else _item(row)
 
@@ -147,6 +153,7 @@ class ReviewQueue:
 
 _COLUMNS = (
     "id",
+    "tenant",
     "collection",
     "question",
     "question_key",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ragjet.rag.tenants import DEFAULT_TENANT
+
 
 @dataclass(frozen=True, slots=True)
 class AskOptions:
@@ -17,6 +19,7 @@ class AskOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     deadline_s: float | None = None  # whole-request budget, seconds from arrival
+    tenant: str = DEFAULT_TENANT  # whose collections; set by the transport from the caller's API key
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,17 @@ from ragjet.obs.gauges import EngineCollector, GpuCollector
 from ragjet.obs.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
+from ragjet.serve.auth import Gatekeeper, KeyStore
 from ragjet.serve.errors import install_error_handlers
-from ragjet.serve.limits import BodySizeLimit
+from ragjet.serve.limits import BodySizeLimit, RateLimiter
 from ragjet.serve.routes import collections, health, openai, review, search
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, pipeline: RagPipeline | None = None, gatekeeper: Gatekeeper | None = None
+) -> FastAPI:
     """The app owns the pipeline's lifetime: models load at startup, engines stop at shutdown."""
     pipeline = pipeline or RagPipeline(settings)
 
@@ -37,6 +40,7 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
 
     app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
     app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()
+    app.state.gatekeeper = gatekeeper or make_gatekeeper(settings)
     app.state.metrics.registry.register(EngineCollector(pipeline.engine_stats))
     app.state.metrics.registry.register(GpuCollector())
     install_error_handlers(app)
@@ -69,3 +73,10 @@ def create_app(settings: Settings, pipeline: RagPipeline | None = None) -> FastA
         BodySizeLimit, max_bytes=settings.serve.max_request_bytes, max_upload_bytes=settings.serve.max_upload_bytes
     )
     return app
+
+
+def make_gatekeeper(settings: Settings) -> Gatekeeper:
+    """API keys from the data dir's keys.db, rate limits from the settings; shared by REST and gRPC."""
+    serve = settings.serve
+    keys = KeyStore(settings.data_dir.expanduser() / "keys.db")
+    return Gatekeeper(keys, RateLimiter(serve.rate_limit_per_s, serve.rate_limit_burst), serve.auth_enabled)

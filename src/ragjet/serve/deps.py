@@ -1,14 +1,15 @@
-"""FastAPI dependencies: the one pipeline and the settings, taken from the app's state."""
+"""FastAPI dependencies: the pipeline, the settings, the metrics, and the caller's tenant."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from ragjet.config import Settings
 from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
+from ragjet.serve.auth import AuthError, Gatekeeper, bearer_key
 
 
 def _pipeline(request: Request) -> RagPipeline:
@@ -26,6 +27,17 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
+def _tenant(request: Request) -> str:
+    """The caller's tenant from its API key (401 without a valid one when auth is on), rate-limited per key."""
+    gate: Gatekeeper = request.app.state.gatekeeper
+    key = bearer_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    try:
+        return gate.tenant_for(key, request.client.host if request.client else "unknown")
+    except AuthError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
 PipelineDep = Annotated[RagPipeline, Depends(_pipeline)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+TenantDep = Annotated[str, Depends(_tenant)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError
 from ragjet.rag.deadline import DeadlineExceededError
+from ragjet.serve.limits import RateLimitedError
 from ragjet.store import CollectionError, CollectionNotFoundError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _overloaded(_: Request, exc: EngineOverloadedError) -> JSONResponse:
         return error_response(429, str(exc), "overloaded_error", {"Retry-After": str(RETRY_AFTER_S)})
 
+    @app.exception_handler(RateLimitedError)
+    async def _rate_limited(_: Request, exc: RateLimitedError) -> JSONResponse:
+        retry = str(max(1, math.ceil(exc.retry_after_s)))
+        return error_response(429, str(exc), "rate_limit_error", {"Retry-After": retry})
+
     @app.exception_handler(PromptTooLongError)
     async def _too_long(_: Request, exc: PromptTooLongError) -> JSONResponse:
         return error_response(400, str(exc), "invalid_request_error")
@@ -69,7 +76,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        return error_response(exc.status_code, str(exc.detail), kind, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

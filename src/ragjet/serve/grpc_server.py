@@ -10,9 +10,12 @@ from pathlib import Path
 import grpc
 
 from ragjet import __version__
+from ragjet.config import Settings
 from ragjet.llm.engine.errors import EngineOverloadedError
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions, Citation
+from ragjet.serve.auth import AuthError, Gatekeeper, bearer_key
+from ragjet.serve.limits import RateLimitedError
 from ragjet.serve.proto import ragjet_pb2 as pb
 from ragjet.serve.proto import ragjet_pb2_grpc as pb_grpc
 from ragjet.store import CollectionNotFoundError
@@ -48,6 +51,12 @@ def _done(a: Answer) -> pb.AnswerDone:
 
 async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext) -> None:
     """Map pipeline errors to gRPC status codes (the REST API maps the same errors to HTTP statuses)."""
+    if isinstance(exc, AuthError):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, RateLimitedError):
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    if isinstance(exc, PermissionError):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
     if isinstance(exc, CollectionNotFoundError):
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
     if isinstance(exc, EngineOverloadedError):
@@ -57,13 +66,43 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext) -> None:
     raise exc
 
 
+SERVICE_ERRORS = (
+    AuthError,
+    RateLimitedError,
+    PermissionError,
+    CollectionNotFoundError,
+    EngineOverloadedError,
+    ValueError,
+)
+
+
+def allowed_path(path: str, roots: list[Path]) -> Path:
+    """`path` resolved (symlinks and '..' included) when it lies inside one of `roots`; PermissionError otherwise."""
+    resolved = Path(path).expanduser().resolve()
+    if not any(resolved.is_relative_to(root.expanduser().resolve()) for root in roots):
+        where = ", ".join(str(r) for r in roots) or "nowhere (serve.ingest_roots is empty)"
+        raise PermissionError(f"{path}: server-side ingestion may only read under {where}")
+    return resolved
+
+
 class RagJetService(pb_grpc.RagJetServicer):
-    def __init__(self, pipeline: RagPipeline, default_collection: str):
-        self.pipeline, self.default_collection = pipeline, default_collection
+    def __init__(self, pipeline: RagPipeline, settings: Settings, gatekeeper: Gatekeeper):
+        self.pipeline, self.settings, self.gate = pipeline, settings, gatekeeper
+        self.default_collection = settings.serve.default_collection
+
+    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+        key = bearer_key(metadata.get("authorization"), metadata.get("x-api-key"))
+        return self.gate.tenant_for(key, context.peer())
 
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AskEvent]:  # noqa: N802
         if not request.question.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "question must not be empty")
+        try:
+            tenant = self._tenant(context)
+        except SERVICE_ERRORS as exc:
+            await _abort_for(exc, context)
+            raise
         options = AskOptions(
             collection=request.collection or self.default_collection,
             top_k=request.top_k or None,
@@ -72,6 +111,7 @@ class RagJetService(pb_grpc.RagJetServicer):
             temperature=request.temperature,
             seed=request.seed if request.HasField("seed") else None,
             deadline_s=request.deadline_s or None,
+            tenant=tenant,
         )
         try:
             async for event in self.pipeline.ask_stream(request.question, options):
@@ -84,7 +124,7 @@ class RagJetService(pb_grpc.RagJetServicer):
                     yield pb.AskEvent(delta=event.text)
                 elif isinstance(event, AnswerDone):
                     yield pb.AskEvent(done=_done(event.answer))
-        except (CollectionNotFoundError, EngineOverloadedError, ValueError) as exc:
+        except SERVICE_ERRORS as exc:
             await _abort_for(exc, context)
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:  # noqa: N802
@@ -94,8 +134,9 @@ class RagJetService(pb_grpc.RagJetServicer):
                 request.collection or self.default_collection,
                 top_k=request.top_k or None,
                 filters=dict(request.filters) or None,
+                tenant=self._tenant(context),
             )
-        except (CollectionNotFoundError, ValueError) as exc:
+        except SERVICE_ERRORS as exc:
             await _abort_for(exc, context)
             raise
         return pb.SearchResponse(
@@ -118,8 +159,10 @@ class RagJetService(pb_grpc.RagJetServicer):
         if not request.collection or not request.paths:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "collection and at least one path are required")
         try:
-            report = await self.pipeline.ingest(request.collection, [Path(p) for p in request.paths])
-        except ValueError as exc:
+            tenant = self._tenant(context)
+            paths = [allowed_path(p, self.settings.serve.ingest_roots) for p in request.paths]
+            report = await self.pipeline.ingest(request.collection, paths, tenant=tenant)
+        except SERVICE_ERRORS as exc:
             await _abort_for(exc, context)
             raise
         return pb.IngestResponse(report_json=json.dumps(asdict(report), default=str))
@@ -128,11 +171,11 @@ class RagJetService(pb_grpc.RagJetServicer):
         return pb.HealthResponse(ready=self.pipeline.is_ready, version=__version__)
 
 
-async def start_grpc_server(pipeline: RagPipeline, host: str, port: int, default_collection: str) -> grpc.aio.Server:
-    """Start serving on host:port in the running event loop (port 0 picks a free one: see `server.bound_port`)."""
+async def start_grpc_server(pipeline: RagPipeline, settings: Settings, gatekeeper: Gatekeeper) -> grpc.aio.Server:
+    """Serve on settings.serve.host:grpc_port in the running event loop (port 0 picks a free one: `bound_port`)."""
     server = grpc.aio.server()
-    pb_grpc.add_RagJetServicer_to_server(RagJetService(pipeline, default_collection), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    pb_grpc.add_RagJetServicer_to_server(RagJetService(pipeline, settings, gatekeeper), server)
+    bound = server.add_insecure_port(f"{settings.serve.host}:{settings.serve.grpc_port}")
     await server.start()
     server.bound_port = bound  # type: ignore[attr-defined]
     return server

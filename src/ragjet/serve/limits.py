@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,3 +65,41 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RateLimitedError(Exception):
+    """Too many requests from one key or client; retry after `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float):
+        super().__init__(f"rate limit exceeded; retry in {retry_after_s:.1f} s")
+        self.retry_after_s = retry_after_s
+
+
+class RateLimiter:
+    """A token bucket per caller: `burst` requests at once, refilled at `rate_per_s`.
+
+    Buckets live in memory (per process); idle ones are dropped so a scan of random keys cannot grow it.
+    """
+
+    MAX_BUCKETS = 10_000
+
+    def __init__(self, rate_per_s: float, burst: int):
+        self.rate_per_s, self.burst = rate_per_s, burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, last refill time)
+        self._lock = threading.Lock()
+
+    def check(self, caller: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate_per_s)
+            if tokens < 1:
+                self._buckets[caller] = (tokens, now)
+                raise RateLimitedError((1 - tokens) / self.rate_per_s)
+            if len(self._buckets) >= self.MAX_BUCKETS and caller not in self._buckets:
+                self._drop_full_buckets(now)
+            self._buckets[caller] = (tokens - 1, now)
+
+    def _drop_full_buckets(self, now: float) -> None:
+        full_after_s = self.burst / self.rate_per_s
+        self._buckets = {c: (t, last) for c, (t, last) in self._buckets.items() if now - last < full_after_s}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, UploadFile
 
-from ragjet.serve.deps import PipelineDep, SettingsDep
+from ragjet.serve.deps import PipelineDep, SettingsDep, TenantDep
 from ragjet.serve.schemas import CollectionCreate
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
@@ -32,31 +32,31 @@ def _looks_like_its_type(name: str, head: bytes) -> bool:
 
 
 @router.get("")
-async def list_collections(pipeline: PipelineDep) -> dict[str, object]:
-    return {"collections": [asdict(c) for c in pipeline.list_collections()]}
+async def list_collections(pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
+    return {"collections": [asdict(c) for c in pipeline.list_collections(tenant)]}
 
 
 @router.post("", status_code=201)
-async def create_collection(body: CollectionCreate, pipeline: PipelineDep) -> dict[str, object]:
-    return asdict(pipeline.create_collection(body.name))
+async def create_collection(body: CollectionCreate, pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
+    return asdict(pipeline.create_collection(body.name, tenant))
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_collection(name: str, pipeline: PipelineDep) -> None:
-    pipeline.delete_collection(name)
+async def delete_collection(name: str, pipeline: PipelineDep, tenant: TenantDep) -> None:
+    pipeline.delete_collection(name, tenant)
 
 
 @router.get("/{name}/documents")
-async def list_documents(name: str, pipeline: PipelineDep) -> dict[str, object]:
-    return {"documents": [asdict(d) for d in pipeline.documents(name)]}
+async def list_documents(name: str, pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
+    return {"documents": [asdict(d) for d in pipeline.documents(name, tenant)]}
 
 
 @router.post("/{name}/documents")
 async def upload_documents(
-    name: str, files: list[UploadFile], pipeline: PipelineDep, settings: SettingsDep
+    name: str, files: list[UploadFile], pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
 ) -> dict[str, object]:
     """Store uploads under the data dir (stable sources, so a re-upload replaces the old version) and ingest."""
-    folder = settings.data_dir.expanduser() / "uploads" / name
+    folder = settings.data_dir.expanduser() / "uploads" / tenant / CollectionCreate(name=name).name
     saved = []
     for upload in files:
         filename = safe_upload_name(upload.filename)
@@ -71,11 +71,11 @@ async def upload_documents(
         tmp.write_bytes(data)
         tmp.replace(target)
         saved.append(target)
-    report = await pipeline.ingest(name, saved)
+    report = await pipeline.ingest(name, saved, tenant=tenant)
     return {"collection": name, "report": asdict(report)}
 
 
 @router.delete("/{name}/documents", status_code=204)
-async def delete_document(name: str, source: str, pipeline: PipelineDep) -> None:
-    if not pipeline.delete_document(name, source):
+async def delete_document(name: str, source: str, pipeline: PipelineDep, tenant: TenantDep) -> None:
+    if not pipeline.delete_document(name, source, tenant):
         raise HTTPException(404, f"collection {name!r} has no document {source!r}")

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from ragjet.obs.metrics import Metrics
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions
-from ragjet.serve.deps import MetricsDep, PipelineDep, SettingsDep
+from ragjet.serve.deps import MetricsDep, PipelineDep, SettingsDep, TenantDep
 from ragjet.serve.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -37,7 +37,7 @@ def resolve_collection(requested: str | None, model: str, known: set[str], defau
     return model if model in known else default
 
 
-def ask_options(req: ChatCompletionRequest, collection: str) -> AskOptions:
+def ask_options(req: ChatCompletionRequest, collection: str, tenant: str) -> AskOptions:
     max_tokens = req.max_completion_tokens or req.max_tokens or 256
     return AskOptions(
         collection=collection,
@@ -49,6 +49,7 @@ def ask_options(req: ChatCompletionRequest, collection: str) -> AskOptions:
         seed=req.seed,
         stop=req.stop_strings(),
         deadline_s=req.ragjet.deadline_s,
+        tenant=tenant,
     )
 
 
@@ -108,12 +109,12 @@ async def stream_chunks(events: AsyncIterator[object], model: str, metrics: Metr
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, metrics: MetricsDep
+    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, metrics: MetricsDep, tenant: TenantDep
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
-    known = {c.name for c in pipeline.list_collections()}
+    known = {c.name for c in pipeline.list_collections(tenant)}
     collection = resolve_collection(req.ragjet.collection, req.model, known, settings.serve.default_collection)
-    options = ask_options(req, collection)
+    options = ask_options(req, collection, tenant)
     if req.stream:
         events = pipeline.ask_stream(req.question(), options)
         first = await anext(aiter(events))  # surface 404/400/429 as a status before the stream starts
@@ -130,7 +131,7 @@ async def chat_completions(
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse)
-async def embeddings(req: EmbeddingRequest, pipeline: PipelineDep) -> EmbeddingResponse:
+async def embeddings(req: EmbeddingRequest, pipeline: PipelineDep, _: TenantDep) -> EmbeddingResponse:
     texts = [req.input] if isinstance(req.input, str) else req.input
     vectors = await pipeline.embed(texts)
     num_tokens = sum(len(t.split()) for t in texts)
@@ -142,7 +143,7 @@ async def embeddings(req: EmbeddingRequest, pipeline: PipelineDep) -> EmbeddingR
 
 
 @router.get("/models")
-async def models(pipeline: PipelineDep) -> dict[str, object]:
+async def models(pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
     """Collections are offered as models, so a plain OpenAI client can pick one by name."""
-    names = ["ragjet", *(c.name for c in pipeline.list_collections())]
+    names = ["ragjet", *(c.name for c in pipeline.list_collections(tenant))]
     return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "ragjet"} for n in names]}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import Field
 
 from ragjet.rag.review import ReviewItemNotFoundError
-from ragjet.serve.deps import PipelineDep
+from ragjet.serve.deps import PipelineDep, TenantDep
 from ragjet.serve.schemas import Strict
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
@@ -22,22 +22,24 @@ class ResolveRequest(Strict):
 
 @router.get("")
 async def list_items(
-    pipeline: PipelineDep, status: Literal["pending", "resolved"] | None = None, limit: int = 100
+    pipeline: PipelineDep, tenant: TenantDep, status: Literal["pending", "resolved"] | None = None, limit: int = 100
 ) -> dict[str, object]:
-    return {"items": [asdict(i) for i in pipeline.review_queue().list(status, min(max(limit, 1), 1000))]}
+    return {"items": [asdict(i) for i in pipeline.review_queue().list(tenant, status, min(max(limit, 1), 1000))]}
 
 
 @router.get("/{item_id}")
-async def get_item(item_id: str, pipeline: PipelineDep) -> dict[str, object]:
+async def get_item(item_id: str, pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
     try:
-        return asdict(pipeline.review_queue().get(item_id))
+        return asdict(pipeline.review_queue().get(tenant, item_id))
     except ReviewItemNotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
 @router.post("/{item_id}/resolve")
-async def resolve_item(item_id: str, body: ResolveRequest, pipeline: PipelineDep) -> dict[str, object]:
+async def resolve_item(
+    item_id: str, body: ResolveRequest, pipeline: PipelineDep, tenant: TenantDep
+) -> dict[str, object]:
     try:
-        return asdict(pipeline.review_queue().resolve(item_id, body.answer, body.reviewer))
+        return asdict(pipeline.review_queue().resolve(tenant, item_id, body.answer, body.reviewer))
     except ReviewItemNotFoundError as exc:
         raise HTTPException(404, str(exc)) from None

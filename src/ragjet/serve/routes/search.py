@@ -6,17 +6,17 @@ import time
 
 from fastapi import APIRouter
 
-from ragjet.serve.deps import PipelineDep, SettingsDep
+from ragjet.serve.deps import PipelineDep, SettingsDep, TenantDep
 from ragjet.serve.schemas import SearchRequest, SearchResponse, SearchResultOut
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(req: SearchRequest, pipeline: PipelineDep, settings: SettingsDep) -> SearchResponse:
+async def search(req: SearchRequest, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep) -> SearchResponse:
     collection = req.collection or settings.serve.default_collection
     start = time.perf_counter()
-    hits = await pipeline.search(req.query, collection, top_k=req.top_k, filters=req.filters)
+    hits = await pipeline.search(req.query, collection, top_k=req.top_k, filters=req.filters, tenant=tenant)
     results = [
         SearchResultOut(
             rank=h.rank,
