@@ -113,6 +113,7 @@ class ServeSettings(Section):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="JSON log lines with request ids (False: plain text)")
+    tracing: bool = Field(False, description="OpenTelemetry spans per stage (exporter from OTEL_* env or console)")
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +82,8 @@ class RagPipeline:
         self._start_lock = asyncio.Lock()
         self._review: ReviewQueue | None = None
         self._in_flight = 0
+        # Called with every finished answer (metrics, tracing): the transports never observe it themselves.
+        self.observers: list[Callable[[Answer, AskOptions], None]] = []
 
     @property
     def is_ready(self) -> bool:
@@ -150,6 +152,8 @@ class RagPipeline:
             resolved = self._resolved(question, options)
             if resolved is not None:
                 for event in resolved:
+                    if isinstance(event, AnswerDone):
+                        self._notify(event.answer, options)
                     yield event
                 return
             request = await self._prepare(question, options)
@@ -171,7 +175,12 @@ class RagPipeline:
                 answer.review_id = await asyncio.to_thread(
                     review.add, options.tenant, options.collection, question, answer
                 )
+            self._notify(answer, options)
             yield AnswerDone(answer)
+
+    def _notify(self, answer: Answer, options: AskOptions) -> None:
+        for observe in self.observers:
+            observe(answer, options)
 
     @contextmanager
     def _admit(self) -> Iterator[None]:

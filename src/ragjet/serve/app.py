@@ -15,6 +15,7 @@ from ragjet.config import Settings
 from ragjet.obs.gauges import EngineCollector, GpuCollector
 from ragjet.obs.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 from ragjet.obs.metrics import Metrics
+from ragjet.obs.tracing import enable_tracing, record_answer_spans
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.auth import Gatekeeper, KeyStore
 from ragjet.serve.errors import install_error_handlers
@@ -41,6 +42,10 @@ def create_app(
     app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
     app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()
     app.state.gatekeeper = gatekeeper or make_gatekeeper(settings)
+    pipeline.observers.append(app.state.metrics.observe_answer)
+    if settings.serve.tracing:
+        enable_tracing()
+        pipeline.observers.append(lambda answer, options: record_answer_spans(answer, options.collection))
     app.state.metrics.registry.register(EngineCollector(pipeline.engine_stats))
     app.state.metrics.registry.register(GpuCollector())
     install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the pipeline, the settings, the metrics, and the caller's tenant."""
+"""FastAPI dependencies: the pipeline, the settings, and the caller's tenant."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from ragjet.config import Settings
-from ragjet.obs.metrics import Metrics
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.auth import AuthError, Gatekeeper, bearer_key
 
@@ -22,11 +21,6 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
 def _tenant(request: Request) -> str:
     """The caller's tenant from its API key (401 without a valid one when auth is on), rate-limited per key."""
     gate: Gatekeeper = request.app.state.gatekeeper
@@ -39,5 +33,4 @@ def _tenant(request: Request) -> str:
 
 PipelineDep = Annotated[RagPipeline, Depends(_pipeline)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
 TenantDep = Annotated[str, Depends(_tenant)]

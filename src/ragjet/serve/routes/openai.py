@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from ragjet.obs.metrics import Metrics
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions
-from ragjet.serve.deps import MetricsDep, PipelineDep, SettingsDep, TenantDep
+from ragjet.serve.deps import PipelineDep, SettingsDep, TenantDep
 from ragjet.serve.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -73,7 +72,7 @@ def _sse(payload: dict[str, object]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-async def stream_chunks(events: AsyncIterator[object], model: str, metrics: Metrics) -> AsyncIterator[str]:
+async def stream_chunks(events: AsyncIterator[object], model: str) -> AsyncIterator[str]:
     """OpenAI chunk stream: a role delta, content deltas, a closing chunk with finish_reason and ragjet info."""
     created, chunk_id = int(time.time()), "chatcmpl-pending"
 
@@ -97,7 +96,6 @@ async def stream_chunks(events: AsyncIterator[object], model: str, metrics: Metr
             yield chunk({"content": event.text})
         elif isinstance(event, AnswerDone):
             a = event.answer
-            metrics.observe_answer(a)
             usage = {
                 "prompt_tokens": a.prompt_tokens,
                 "completion_tokens": a.completion_tokens,
@@ -109,7 +107,7 @@ async def stream_chunks(events: AsyncIterator[object], model: str, metrics: Metr
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, metrics: MetricsDep, tenant: TenantDep
+    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
     known = {c.name for c in pipeline.list_collections(tenant)}
@@ -124,9 +122,8 @@ async def chat_completions(
             async for event in events:
                 yield event
 
-        return StreamingResponse(stream_chunks(replay(), req.model, metrics), media_type="text/event-stream")
+        return StreamingResponse(stream_chunks(replay(), req.model), media_type="text/event-stream")
     answer = await pipeline.ask(req.question(), options)
-    metrics.observe_answer(answer)
     return completion_body(answer, req.model)
 
 
