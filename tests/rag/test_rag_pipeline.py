@@ -4,45 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from ragjet.config import Settings, load_settings
-
-# The pipeline sits on top of the embed, store, retrieve and llm packages: skip until they exist.
-for _module in ("ragjet.embed.batcher", "ragjet.store", "ragjet.retrieve", "ragjet.llm.backends"):
-    pytest.importorskip(_module)
-
-from ragjet.rag.deadline import DeadlineExceededError  # noqa: E402
-from ragjet.rag.pipeline import RagPipeline  # noqa: E402
-from ragjet.rag.types import AnswerDelta, AnswerDone, AnswerStart, AskOptions  # noqa: E402
-from ragjet.store import CollectionNotFoundError  # noqa: E402
+from ragjet.rag.deadline import DeadlineExceededError
+from ragjet.rag.pipeline import RagPipeline
+from ragjet.rag.types import AnswerDelta, AnswerDone, AnswerStart, AskOptions
+from ragjet.store import CollectionNotFoundError
+from support.tiny_models import COLLECTION
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-COLLECTION = "facts"
 QUESTION = "Who designed the Fresnel lens for lighthouses?"
-
-
-@pytest.fixture(scope="session")
-def rag_settings(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path_factory.mktemp("ragjet-data"),
-        chunk={"max_tokens": 64, "overlap_tokens": 8},
-        embed={"device": "cpu", "max_wait_ms": 20.0},
-        llm={"model": str(tiny_llama_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8},
-    )
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def pipeline(rag_settings: Settings, corpus_dir: Path):
-    rag = RagPipeline(rag_settings)
-    await rag.start()
-    await rag.ingest(COLLECTION, sorted(corpus_dir.iterdir()))
-    yield rag
-    await rag.close()
 
 
 def options(**overrides: object) -> AskOptions:

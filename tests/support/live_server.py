@@ -20,8 +20,7 @@ from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.app import create_app, make_gatekeeper
 from ragjet.serve.auth import Gatekeeper
 from ragjet.serve.grpc_server import start_grpc_server
-
-COLLECTION = "facts"
+from support.tiny_models import COLLECTION  # noqa: E402
 
 
 @dataclass
