@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -25,10 +25,10 @@ from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.pipeline import IngestReport, ingest_paths
 from ragjet.llm.backends import LLMBackend, create_backend
-from ragjet.llm.engine.errors import EngineOverloadedError
 from ragjet.llm.engine.outputs import EngineStats
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.obs.logs import current_request_id
+from ragjet.rag.admission import AdmissionController
 from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.confidence import answer_confidence, grounding
 from ragjet.rag.deadline import Deadline
@@ -81,7 +81,7 @@ class RagPipeline:
         self._prompts: PromptBuilder | None = None
         self._start_lock = asyncio.Lock()
         self._review: ReviewQueue | None = None
-        self._in_flight = 0
+        self.admission = AdmissionController(settings.rag.max_in_flight, settings.llm.max_num_seqs)
         # Called with every finished answer (metrics, tracing): the transports never observe it themselves.
         self.observers: list[Callable[[Answer, AskOptions], None]] = []
 
@@ -148,7 +148,8 @@ class RagPipeline:
 
         Leaving the stream early (aclose, client disconnect) cancels the generation in the engine.
         """
-        with self._admit():
+        deadline_s = options.deadline_s or self.settings.rag.deadline_s
+        with self.admission.admit(deadline_s):
             resolved = self._resolved(question, options)
             if resolved is not None:
                 for event in resolved:
@@ -181,18 +182,6 @@ class RagPipeline:
     def _notify(self, answer: Answer, options: AskOptions) -> None:
         for observe in self.observers:
             observe(answer, options)
-
-    @contextmanager
-    def _admit(self) -> Iterator[None]:
-        """Admission control: beyond `max_in_flight` answers at once, refuse now (429) rather than queue forever."""
-        limit = self.settings.rag.max_in_flight
-        if self._in_flight >= limit:
-            raise EngineOverloadedError(f"ragjet is at capacity ({limit} answers in flight); retry shortly")
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
 
     def _resolved(self, question: str, options: AskOptions) -> list[AnswerEvent] | None:
         """A reviewer's answer to this very question, served instead of generating again."""

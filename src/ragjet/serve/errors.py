@@ -51,7 +51,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EngineOverloadedError)
     async def _overloaded(_: Request, exc: EngineOverloadedError) -> JSONResponse:
-        return error_response(429, str(exc), "overloaded_error", {"Retry-After": str(RETRY_AFTER_S)})
+        retry_after = math.ceil(getattr(exc, "retry_after_s", RETRY_AFTER_S))
+        return error_response(429, str(exc), "overloaded_error", {"Retry-After": str(retry_after)})
 
     @app.exception_handler(RateLimitedError)
     async def _rate_limited(_: Request, exc: RateLimitedError) -> JSONResponse:
