@@ -16,15 +16,32 @@ from torch import nn
 
 
 @dataclass(slots=True)
+class PagedIndex:
+    """What every layer of a step gathers and masks with; depends only on the metadata and block size."""
+
+    slots: torch.Tensor  # (B, L) int64 flat cache slot of each sequence's context positions 0..L-1
+    mask: torch.Tensor | None  # (B, 1, Lq, L) bool, keys each query may see; None when it would be all True
+    rows: torch.Tensor  # (T,) padded row (sequence) of every flattened token
+    cols: torch.Tensor  # (T,) padded column (query index within its sequence) of every flattened token
+
+
+@dataclass(slots=True)
 class AttentionMetadata:
     q_lens: list[int]  # new tokens per sequence, in the order they are flattened
     context_lens: torch.Tensor  # (B,) int64 tokens per sequence after this step's tokens are written
     slot_mapping: torch.Tensor  # (T,) int64 flat cache slot (block * block_size + offset) per new token
     block_tables: torch.Tensor  # (B, max_blocks) int64, padded with 0 past a sequence's last block
+    # Built by the first layer of a step and reused by the others: make new metadata for every step.
+    paged_index: PagedIndex | None = None
 
     @property
     def num_seqs(self) -> int:
         return len(self.q_lens)
+
+    @property
+    def is_decode(self) -> bool:
+        """Every sequence brings exactly one new token (T == B)."""
+        return max(self.q_lens) == 1
 
 
 def _padded_query_index(q_lens: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +53,23 @@ def _padded_query_index(q_lens: list[int], device: torch.device) -> tuple[torch.
     return rows, cols
 
 
+def build_paged_index(meta: AttentionMetadata, block_size: int) -> PagedIndex:
+    """Gather slots, padded query layout and visibility mask for a step (see ``PagedIndex``)."""
+    device = meta.context_lens.device
+    max_q, max_ctx = max(meta.q_lens), int(meta.context_lens.max())
+    pos = torch.arange(max_ctx, device=device)  # (L,)
+    slots = meta.block_tables[:, pos // block_size] * block_size + pos % block_size  # (B, L)
+    rows, cols = _padded_query_index(meta.q_lens, device)
+    if meta.is_decode and meta.num_seqs == 1:  # one query at the end of its only sequence sees everything
+        return PagedIndex(slots=slots, mask=None, rows=rows, cols=cols)
+    # Query i of sequence b sits at absolute position ctx_b - q_len_b + i and sees keys up to it.
+    q_lens = torch.tensor(meta.q_lens, device=device)
+    q_pos = (meta.context_lens - q_lens)[:, None] + torch.arange(max_q, device=device)  # (B, Lq)
+    mask = pos[None, None, :] <= q_pos[:, :, None]  # (B, Lq, L)
+    mask &= pos[None, None, :] < meta.context_lens[:, None, None]
+    return PagedIndex(slots=slots, mask=mask[:, None], rows=rows, cols=cols)  # mask (B, 1, Lq, L)
+
+
 def paged_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -43,39 +77,34 @@ def paged_attention(
     meta: AttentionMetadata,
     scale: float,
 ) -> torch.Tensor:
-    """Reference paged attention: gather each sequence's keys through its block table, one SDPA call.
+    """Paged attention: gather each sequence's keys through its block table, one SDPA call.
 
     q: (T, Hq, D); k_cache/v_cache: (num_blocks, block_size, Hkv, D). Returns (T, Hq, D).
     """
-    device = q.device
     num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
-    num_seqs, max_q = meta.num_seqs, max(meta.q_lens)
-    max_ctx = int(meta.context_lens.max())
-    pos = torch.arange(max_ctx, device=device)  # (L,)
-    blocks = meta.block_tables[:, pos // block_size]  # (B, L)
-    slots = blocks * block_size + pos % block_size  # (B, L)
-    k = k_cache.view(-1, num_kv_heads, head_dim)[slots]  # (B, L, Hkv, D)
-    v = v_cache.view(-1, num_kv_heads, head_dim)[slots]  # (B, L, Hkv, D)
+    if meta.paged_index is None:
+        meta.paged_index = build_paged_index(meta, block_size)
+    index = meta.paged_index
+    k = k_cache.view(-1, num_kv_heads, head_dim)[index.slots].transpose(1, 2)  # (B, Hkv, L, D)
+    v = v_cache.view(-1, num_kv_heads, head_dim)[index.slots].transpose(1, 2)  # (B, Hkv, L, D)
+    if meta.is_decode:
+        # One query per sequence: fold each KV head's query group into the query axis, (B, Hkv, G, D),
+        # which is plain (non-GQA) SDPA; CPU SDPA with enable_gqa is ~5x slower in bf16 at one query.
+        group_q = q.view(meta.num_seqs, num_kv_heads, -1, head_dim)  # (B, Hkv, G, D)
+        out = F.scaled_dot_product_attention(group_q, k, v, attn_mask=index.mask, scale=scale)  # (B, Hkv, G, D)
+        return out.reshape(q.shape)  # (T, Hq, D)
 
-    rows, cols = _padded_query_index(meta.q_lens, device)
-    q_pad = q.new_zeros(num_seqs, max_q, q.shape[1], head_dim)  # (B, Lq, Hq, D)
-    q_pad[rows, cols] = q
-
-    # Query i of sequence b sits at absolute position ctx_b - q_len_b + i and sees keys up to it.
-    q_lens = torch.tensor(meta.q_lens, device=device)
-    q_pos = (meta.context_lens - q_lens)[:, None] + torch.arange(max_q, device=device)  # (B, Lq)
-    mask = pos[None, None, :] <= q_pos[:, :, None]  # (B, Lq, L)
-    mask &= pos[None, None, :] < meta.context_lens[:, None, None]
-
+    q_pad = q.new_zeros(meta.num_seqs, max(meta.q_lens), q.shape[1], head_dim)  # (B, Lq, Hq, D)
+    q_pad[index.rows, index.cols] = q
     out = F.scaled_dot_product_attention(
         q_pad.transpose(1, 2),  # (B, Hq, Lq, D)
-        k.transpose(1, 2),  # (B, Hkv, L, D)
-        v.transpose(1, 2),
-        attn_mask=mask[:, None],  # (B, 1, Lq, L)
+        k,
+        v,
+        attn_mask=index.mask,  # (B, 1, Lq, L)
         scale=scale,
         enable_gqa=True,
     )  # (B, Hq, Lq, D)
-    return out.transpose(1, 2)[rows, cols]  # (T, Hq, D)
+    return out.transpose(1, 2)[index.rows, index.cols]  # (T, Hq, D)
 
 
 class Attention(nn.Module):
@@ -101,6 +130,8 @@ class Attention(nn.Module):
         return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
 
     def _uncached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        if meta.is_decode:  # every sequence is one token that sees only itself: softmax weight exactly 1
+            return v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)  # (T, Hq, D)
         outs = []
         for qs, ks, vs in zip(q.split(meta.q_lens), k.split(meta.q_lens), v.split(meta.q_lens), strict=True):
             o = F.scaled_dot_product_attention(

@@ -1,8 +1,8 @@
 """Rotary position embedding (rotate-half layout, as HF Llama/Qwen checkpoints use) with RoPE scaling.
 
-cos/sin for every position are computed once into a (max_positions, head_dim) cache; a forward only
-gathers the rows of this step's ``positions``, so flattened tokens of many sequences at arbitrary
-positions cost the same as one sequence.
+cos/sin for every position are computed once into a cache; the model gathers the rows of this step's
+``positions`` once per forward (not once per layer), so flattened tokens of many sequences at arbitrary
+positions cost the same as one sequence, and each layer's rotation is three element-wise ops.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def rope_frequencies(
 
 
 class RotaryEmbedding(nn.Module):
-    """Rotates q and k by their token's position; the cache is a buffer so it follows ``.to()``."""
+    """Looks up a step's cos/sin; the cache is a buffer so it follows ``.to()`` (device and dtype)."""
 
     cos_sin_cache: torch.Tensor
 
@@ -102,11 +102,20 @@ class RotaryEmbedding(nn.Module):
         with torch.device("cpu"):
             inv_freq, magnitude, length = rope_frequencies(head_dim, theta, scaling, max_positions)
             angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)  # (L, D/2)
-            cache = torch.cat([angles.cos(), angles.sin()], dim=-1) * magnitude  # (L, D): cos | sin
-        self.register_buffer("cos_sin_cache", cache, persistent=False)
+            cos, sin = angles.cos() * magnitude, angles.sin() * magnitude
+            # Rows (cos | cos) and (-sin | sin): rotate-half becomes x * cos + roll(x, D/2) * sin.
+            cache = torch.stack([torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)], dim=1)  # (L, 2, D)
+        self.register_buffer("cos_sin_cache", cache.unsqueeze(2), persistent=False)  # (L, 2, 1, D)
 
-    def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """positions: (T,) int64; x: (T, H, D) -> (T, H, D), rotate-half convention."""
-        cos, sin = self.cos_sin_cache[positions].unsqueeze(1).chunk(2, dim=-1)  # (T, 1, D/2) each
-        x1, x2 = x.chunk(2, dim=-1)  # (T, H, D/2) each
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions: (T,) int64 -> (cos, sin), each (T, 1, D), for ``apply_rotary``."""
+        cos, sin = self.cos_sin_cache[positions].unbind(1)  # (T, 1, D) each
+        return cos, sin
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (T, H, D); cos, sin: (T, 1, D) from ``RotaryEmbedding`` -> x rotated, (T, H, D).
+
+    Same values as HF's ``x * cos + rotate_half(x) * sin``: roll brings (x2, x1) and sin carries the sign.
+    """
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin)

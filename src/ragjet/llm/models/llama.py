@@ -23,11 +23,11 @@ from ragjet.llm.config import ModelConfig
 from ragjet.llm.layers.activation import SiluAndMul
 from ragjet.llm.layers.attention import Attention, AttentionMetadata
 from ragjet.llm.layers.norm import RMSNorm
-from ragjet.llm.layers.rotary import RotaryEmbedding
+from ragjet.llm.layers.rotary import RotaryEmbedding, apply_rotary
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
         self.q_size, self.kv_size = config.q_size, config.kv_size
@@ -35,10 +35,9 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
-        self.rotary = rotary  # shared by all layers; registered once more per layer but one tensor
         self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim**-0.5)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         num_tokens = x.shape[0]
         qkv = self.qkv_proj(x)  # (T, (Hq + 2 Hkv) * D)
         qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
@@ -48,7 +47,7 @@ class LlamaAttention(nn.Module):
             q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
             qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=1)  # (T, Hq + Hkv, D)
         # q and k rotate together: one RoPE call instead of two.
-        q, k = self.rotary(positions, qk).split([self.num_heads, self.num_kv_heads], dim=1)
+        q, k = apply_rotary(qk, cos, sin).split([self.num_heads, self.num_kv_heads], dim=1)
         out = self.attn(q, k, v, meta)  # (T, Hq, D)
         return self.o_proj(out.reshape(num_tokens, self.q_size))  # (T, Hq * D) -> (T, hidden)
 
@@ -65,22 +64,26 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = LlamaAttention(config, rotary)
+        self.self_attn = LlamaAttention(config)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = LlamaMLP(config)
 
     def forward(
-        self, x: torch.Tensor, residual: torch.Tensor | None, positions: torch.Tensor, meta: AttentionMetadata
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-norm block. Carries (x, residual) separately so each add is folded into the next norm."""
         if residual is None:
             h, residual = self.input_layernorm(x), x
         else:
             h, residual = self.input_layernorm.add_forward(x, residual)
-        h = self.self_attn(h, positions, meta)
+        h = self.self_attn(h, *rope, meta)
         h, residual = self.post_attention_layernorm.add_forward(h, residual)
         return self.mlp(h), residual
 
@@ -89,16 +92,17 @@ class LlamaModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        rotary = RotaryEmbedding(
+        self.rotary = RotaryEmbedding(
             config.head_dim, config.rope_theta, config.rope_scaling, config.max_position_embeddings
         )
-        self.layers = nn.ModuleList([LlamaDecoderLayer(config, rotary) for _ in range(config.num_layers)])
+        self.layers = nn.ModuleList([LlamaDecoderLayer(config) for _ in range(config.num_layers)])
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         x, residual = self.embed_tokens(input_ids), None  # (T, hidden)
+        rope = self.rotary(positions)  # (T, 1, D) cos and sin, gathered once for all layers
         for layer in self.layers:
-            x, residual = layer(x, residual, positions, meta)
+            x, residual = layer(x, residual, rope, meta)
         return self.norm.add_forward(x, residual)[0] if residual is not None else self.norm(x)
 
 
@@ -109,7 +113,10 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = LlamaModel(config)
-        self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, False)
+        # An nn.Linear, or after ``quantize_model`` any module mapping (N, hidden) -> (N, vocab).
+        self.lm_head: nn.Module | None = (
+            None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, False)
+        )
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """input_ids, positions: (T,) int64, all sequences' new tokens flattened in ``meta.q_lens`` order.
@@ -121,5 +128,6 @@ class LlamaForCausalLM(nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (N, hidden) -> (N, vocab) float32."""
-        weight = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden, weight).float()
+        if self.lm_head is None:
+            return F.linear(hidden, self.model.embed_tokens.weight).float()
+        return self.lm_head(hidden).float()

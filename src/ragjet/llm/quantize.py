@@ -1,0 +1,73 @@
+"""Weight quantisation as a transform applied to a built, loaded model (gpt-fast style).
+
+Modes:
+    ``"none"``: leave the model as loaded.
+    ``"bf16"``: every floating parameter and buffer in bf16 (activations follow).
+    ``"int8"``: every ``nn.Linear`` (the fused qkv/gate-up projections and the LM head) becomes an
+        ``Int8WeightOnlyLinear`` with per-output-channel scales; everything else (embedding, norms,
+        biases, activations, KV cache) runs in the compute dtype.
+
+Compute dtype for int8: bf16 on CPU whatever the loaded dtype, because the fused int8 kernel is only
+fast for bf16 inputs (fp32 inputs take a reference loop ~20x slower than the bf16 one); on other devices
+the loaded dtype (bf16/fp16 on CUDA). Measured on SmolLM2-135M (see the tests and the bench notes): the
+bf16 activations cost more accuracy than the int8 weights do.
+
+With tied embeddings the LM head is quantised from the embedding table and the embedding then reads
+its rows from the same int8 table (``Int8Embedding``), so the two stay one tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+from ragjet.llm.layers.linear import Int8Embedding, Int8WeightOnlyLinear
+
+QuantizationMode = Literal["none", "int8", "bf16"]
+QUANTIZATION_MODES: tuple[str, ...] = get_args(QuantizationMode)
+
+
+def int8_compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The activation dtype an int8 model on ``device`` loaded as ``dtype`` computes in."""
+    return torch.bfloat16 if device.type == "cpu" else dtype
+
+
+def quantize_model(model: nn.Module, mode: QuantizationMode) -> nn.Module:
+    """Quantise ``model`` in place and return it.
+
+    Args:
+        model: a loaded causal LM (``LlamaForCausalLM``: ``model.embed_tokens`` and ``lm_head``, None
+            when tied). Call before the runner allocates its KV cache, which takes the model's dtype.
+        mode: ``"none"``, ``"int8"`` or ``"bf16"``.
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode not in QUANTIZATION_MODES:
+        raise ValueError(f"quantization mode {mode!r} is not one of {', '.join(map(repr, QUANTIZATION_MODES))}")
+    if mode == "bf16":
+        return model.to(torch.bfloat16)
+    if mode == "int8":
+        param = next(model.parameters())
+        _quantize_int8(model, int8_compute_dtype(param.device, param.dtype))
+    return model
+
+
+def _quantize_int8(model: nn.Module, dtype: torch.dtype) -> None:
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    if getattr(model, "lm_head", "untied") is None and isinstance(embed, nn.Embedding):
+        head = Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
+        model.lm_head = head
+        model.model.embed_tokens = Int8Embedding(head)  # type: ignore[union-attr]
+    _replace_linears(model, dtype)
+    model.to(dtype)  # norms, the untied embedding, scales and biases; int8 tensors are left alone
+
+
+def _replace_linears(module: nn.Module, dtype: torch.dtype) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            setattr(module, name, Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype))
+        else:
+            _replace_linears(child, dtype)
