@@ -1,0 +1,178 @@
+"""Quantisation (int8 weight-only, bf16) against the fp32 model, and the decode fast paths against references:
+int8 linear vs fp32 matmul (bounded error), quantised tiny Llama vs fp32 (logits and greedy), paged
+attention (decode and mixed steps) vs dense per-sequence attention."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ragjet.llm.layers.attention import AttentionMetadata, paged_attention, uncached_metadata
+from ragjet.llm.layers.linear import Int8Embedding, Int8WeightOnlyLinear, quantize_int8
+from ragjet.llm.loaders import load_model
+from ragjet.llm.quantize import quantize_model
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual.float() - expected.float()).norm() / expected.float().norm())
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir: Path) -> nn.Module:
+    """The tied-embedding tiny Llama in fp32 (tests quantise copies of it)."""
+    return load_model(str(tiny_llama_dir), device="cpu", dtype=torch.float32).model
+
+
+def full_logits(model: nn.Module, ids: list[int]) -> torch.Tensor:
+    with torch.inference_mode():
+        hidden = model(torch.tensor(ids), torch.arange(len(ids)), uncached_metadata([len(ids)], torch.device("cpu")))
+        return model.compute_logits(hidden)  # (L, vocab) float32
+
+
+def test_quantize_int8_error_is_at_most_half_a_step_per_channel() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(48, 96) * torch.logspace(-3, 1, 48)[:, None]  # rows of very different magnitude
+    q, scales = quantize_int8(weight, torch.float32)
+    assert q.dtype == torch.int8 and q.abs().max() == 127 and scales.shape == (48,)
+    error = (q.float() * scales[:, None] - weight).abs()
+    assert (error <= scales[:, None] / 2 * (1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("dtype, bound", [(torch.float32, 0.01), (torch.bfloat16, 0.02)])
+def test_int8_linear_close_to_fp32_matmul(dtype: torch.dtype, bound: float) -> None:
+    torch.manual_seed(0)
+    weight, bias = torch.randn(96, 64), torch.randn(96)
+    layer = Int8WeightOnlyLinear.from_float(weight, bias, dtype)
+    for num_tokens in (1, 7):
+        x = torch.randn(num_tokens, 64)
+        out = layer(x.to(dtype))
+        assert out.shape == (num_tokens, 96) and out.dtype == dtype
+        assert relative_error(out, F.linear(x, weight, bias)) < bound
+        # Exactly the dequantised weight's product, up to the compute dtype's rounding.
+        assert relative_error(out, F.linear(x.to(dtype), layer.dequantize(), layer.bias)) < 0.01
+
+
+def test_quantize_int8_rejects_a_weight_that_is_not_a_matrix() -> None:
+    with pytest.raises(ValueError, match=r"2-D \(out, in\) weight, got shape \(4,\)"):
+        quantize_int8(torch.ones(4), torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["int4", "", "INT8"])
+def test_unknown_mode_is_a_clear_error(tiny: nn.Module, mode: str) -> None:
+    with pytest.raises(ValueError, match=rf"quantization mode '{mode}' is not one of 'none', 'int8', 'bf16'"):
+        quantize_model(copy.deepcopy(tiny), mode)  # type: ignore[arg-type]
+
+
+def test_none_leaves_the_model_as_it_was(tiny: nn.Module) -> None:
+    model = copy.deepcopy(tiny)
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    assert quantize_model(model, "none") is model
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)
+
+
+def test_int8_replaces_every_linear_and_keeps_the_tied_embedding_tied(tiny: nn.Module, tiny_llama_dir: Path) -> None:
+    model = quantize_model(copy.deepcopy(tiny), "int8")
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+    layer = model.model.layers[0]
+    assert isinstance(layer.self_attn.qkv_proj, Int8WeightOnlyLinear)
+    assert isinstance(layer.mlp.gate_up_proj, Int8WeightOnlyLinear)
+    # One int8 table serves both ends of the model.
+    assert isinstance(model.lm_head, Int8WeightOnlyLinear) and isinstance(model.model.embed_tokens, Int8Embedding)
+    assert model.model.embed_tokens.weight is model.lm_head.weight and model.lm_head.weight.dtype == torch.int8
+    # CPU computes in bf16 (the fast int8 kernel's input dtype); norms follow.
+    assert model.model.norm.weight.dtype == torch.bfloat16 and model.lm_head.scales.dtype == torch.bfloat16
+    ids = torch.tensor([3, 17, 399])
+    rows = model.model.embed_tokens(ids)
+    assert rows.shape == (3, 64) and rows.dtype == torch.bfloat16
+    assert relative_error(rows, tiny.model.embed_tokens.weight[ids]) < 0.02
+
+
+def test_int8_tiny_model_logits_close_and_greedy_mostly_identical(
+    tiny: nn.Module, greedy: Callable[..., list[list[int]]]
+) -> None:
+    model = quantize_model(copy.deepcopy(tiny), "int8")
+    ids = list(range(1, 120))
+    expected, logits = full_logits(tiny, ids), full_logits(model, ids)
+    assert logits.dtype == torch.float32
+    assert relative_error(logits, expected) < 0.05
+    assert (logits.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9
+    kl = F.kl_div(logits.log_softmax(-1), expected.log_softmax(-1), log_target=True, reduction="batchmean")
+    assert kl < 0.01
+    prompts = [ids[:20], ids[40:47]]
+    reference, quantised = greedy(tiny, prompts, 16), greedy(model, prompts, 16)
+    same = sum(a == b for r, q in zip(reference, quantised, strict=True) for a, b in zip(r, q, strict=True))
+    assert same >= 0.75 * 32
+
+
+def test_bf16_casts_everything_and_stays_close(tiny: nn.Module) -> None:
+    model = quantize_model(copy.deepcopy(tiny), "bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    ids = list(range(1, 60))
+    assert relative_error(full_logits(model, ids), full_logits(tiny, ids)) < 0.03
+
+
+def test_int8_model_runs_a_paged_decode_step(tiny: nn.Module) -> None:
+    """The KV cache takes the compute dtype; a decode step through it matches the cache-free forward."""
+    model = quantize_model(copy.deepcopy(tiny), "int8")
+    ids = list(range(5, 25))
+    with torch.inference_mode():
+        reference = model(torch.tensor(ids), torch.arange(len(ids)), uncached_metadata([len(ids)], torch.device("cpu")))
+    block_size, num_blocks = 8, 3
+    for layer in model.model.layers:
+        attn = layer.self_attn.attn
+        attn.k_cache = torch.zeros(num_blocks, block_size, attn.num_kv_heads, attn.head_dim, dtype=torch.bfloat16)
+        attn.v_cache = torch.zeros_like(attn.k_cache)
+    table = torch.tensor([[2, 0, 1]])  # blocks out of order, as a block manager hands them out
+    slots = [int(table[0, p // block_size]) * block_size + p % block_size for p in range(len(ids))]
+
+    def step(start: int, end: int) -> torch.Tensor:
+        meta = AttentionMetadata([end - start], torch.tensor([end]), torch.tensor(slots[start:end]), table)
+        with torch.inference_mode():
+            return model(torch.tensor(ids[start:end]), torch.arange(start, end), meta)
+
+    step(0, len(ids) - 1)
+    last = step(len(ids) - 1, len(ids))
+    torch.testing.assert_close(last, reference[-1:], atol=0.05, rtol=0.05)
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int, scale: float) -> torch.Tensor:
+    """One sequence's new queries (Lq, Hq, D) at positions offset.. against all its keys (L, Hkv, D)."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (L, Hq, D)
+    scores = torch.einsum("qhd,khd->hqk", q, k) * scale  # (Hq, Lq, L)
+    visible = torch.arange(k.shape[0])[None, :] <= offset + torch.arange(q.shape[0])[:, None]  # (Lq, L)
+    scores = scores.masked_fill(~visible, float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)  # (Lq, Hq, D)
+
+
+@pytest.mark.parametrize("q_lens", [[1], [1, 1, 1], [3, 1, 5]], ids=["decode-1", "decode-3", "mixed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_paged_attention_matches_dense_attention(q_lens: list[int], dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    num_heads, num_kv_heads, head_dim, block_size = 6, 2, 16, 4
+    context_lens = [9, 14, 5][: len(q_lens)]
+    k_cache = torch.randn(12, block_size, num_kv_heads, head_dim, dtype=dtype)
+    v_cache = torch.randn_like(k_cache)
+    tables = torch.randperm(12)[: 4 * len(q_lens)].view(len(q_lens), 4)  # (B, 4) scattered blocks
+    q = torch.randn(sum(q_lens), num_heads, head_dim, dtype=dtype)
+    meta = AttentionMetadata(q_lens, torch.tensor(context_lens), torch.empty(0, dtype=torch.long), tables)
+    out = paged_attention(q, k_cache, v_cache, meta, scale=0.25)
+    assert meta.paged_index is not None  # built once, reused by the next layer
+    assert paged_attention(q, k_cache, v_cache, meta, scale=0.25).equal(out)
+
+    flat_k, flat_v = k_cache.view(-1, num_kv_heads, head_dim), v_cache.view(-1, num_kv_heads, head_dim)
+    expected = []
+    for b, (q_seq, ctx) in enumerate(zip(q.split(q_lens), context_lens, strict=True)):
+        slots = tables[b, torch.arange(ctx) // block_size] * block_size + torch.arange(ctx) % block_size
+        expected.append(
+            dense_attention(q_seq.float(), flat_k[slots].float(), flat_v[slots].float(), ctx - len(q_seq), 0.25)
+        )
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), torch.cat(expected), atol=tolerance, rtol=tolerance)
