@@ -14,7 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ragjet.llm.layers.attention import AttentionMetadata, paged_attention, uncached_metadata
-from ragjet.llm.layers.linear import Int8Embedding, Int8WeightOnlyLinear, quantize_int8
+from ragjet.llm.layers.linear import (
+    Int8Embedding,
+    Int8WeightOnlyLinear,
+    dequantized_linear,
+    quantize_int8,
+)
 from ragjet.llm.loaders import load_model
 from ragjet.llm.quantize import quantize_model
 
@@ -56,6 +61,15 @@ def test_int8_linear_close_to_fp32_matmul(dtype: torch.dtype, bound: float) -> N
         assert relative_error(out, F.linear(x, weight, bias)) < bound
         # Exactly the dequantised weight's product, up to the compute dtype's rounding.
         assert relative_error(out, F.linear(x.to(dtype), layer.dequantize(), layer.bias)) < 0.01
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_portable_dequantised_path_matches_the_fused_cpu_kernel(dtype: torch.dtype, tolerance: float) -> None:
+    torch.manual_seed(0)
+    q, scales = quantize_int8(torch.randn(40, 32), dtype)
+    x = torch.randn(3, 32, dtype=dtype)
+    fused = torch._weight_int8pack_mm(x, q, scales)
+    torch.testing.assert_close(dequantized_linear(x, q, scales), fused, atol=tolerance, rtol=tolerance)
 
 
 def test_quantize_int8_rejects_a_weight_that_is_not_a_matrix() -> None:

@@ -30,6 +30,18 @@ def quantize_int8(weight: torch.Tensor, scale_dtype: torch.dtype) -> tuple[torch
     return q, scales
 
 
+def int8_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """x: (T, in) float, weight: (out, in) int8, scales: (out,) in x's dtype -> (T, out) in x's dtype."""
+    if x.device.type in _INT8PACK_DEVICES:
+        return torch._weight_int8pack_mm(x, weight, scales)
+    return dequantized_linear(x, weight, scales)
+
+
+def dequantized_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The portable path (CUDA): a float copy of the weight per call, so int8 there saves memory, not time."""
+    return F.linear(x, weight.to(x.dtype)) * scales
+
+
 class Int8WeightOnlyLinear(nn.Module):
     """``y = x @ (q * scales[:, None]).T + bias`` with x in the compute dtype (the scales' dtype).
 
@@ -58,10 +70,7 @@ class Int8WeightOnlyLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, in) in the compute dtype -> (T, out) in the same dtype."""
-        if x.device.type in _INT8PACK_DEVICES:
-            out = torch._weight_int8pack_mm(x, self.weight, self.scales)
-        else:
-            out = F.linear(x, self.weight.to(x.dtype)) * self.scales
+        out = int8_linear(x, self.weight, self.scales)
         return out if self.bias is None else out + self.bias
 
     def dequantize(self) -> torch.Tensor:
