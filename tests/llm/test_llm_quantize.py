@@ -21,7 +21,7 @@ from ragjet.llm.layers.linear import (
     quantize_int8,
 )
 from ragjet.llm.loaders import load_model
-from ragjet.llm.quantize import quantize_model
+from ragjet.llm.quantize import compute_dtype, quantize_model
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -108,10 +108,21 @@ def test_int8_replaces_every_linear_and_keeps_the_tied_embedding_tied(tiny: nn.M
     assert relative_error(rows, tiny.model.embed_tokens.weight[ids]) < 0.02
 
 
+@pytest.mark.parametrize("arch", ["tied-llama", "qwen2"])
 def test_int8_tiny_model_logits_close_and_greedy_mostly_identical(
-    tiny: nn.Module, greedy: Callable[..., list[list[int]]]
+    arch: str,
+    tiny: nn.Module,
+    tiny_model_dirs: dict[str, Path],
+    greedy: Callable[..., list[list[int]]],
 ) -> None:
+    """Tied embeddings (one int8 table), and an untied head with q/k/v biases (Qwen2)."""
+    if arch == "qwen2":
+        tiny = load_model(str(tiny_model_dirs[arch]), device="cpu", dtype=torch.float32).model
     model = quantize_model(copy.deepcopy(tiny), "int8")
+    assert compute_dtype(tiny) == torch.float32 and compute_dtype(model) == torch.bfloat16
+    assert isinstance(model.lm_head, Int8WeightOnlyLinear)
+    embed_type = Int8Embedding if arch == "tied-llama" else nn.Embedding
+    assert type(model.model.embed_tokens) is embed_type
     ids = list(range(1, 120))
     expected, logits = full_logits(tiny, ids), full_logits(model, ids)
     assert logits.dtype == torch.float32
@@ -141,7 +152,8 @@ def test_int8_model_runs_a_paged_decode_step(tiny: nn.Module) -> None:
     block_size, num_blocks = 8, 3
     for layer in model.model.layers:
         attn = layer.self_attn.attn
-        attn.k_cache = torch.zeros(num_blocks, block_size, attn.num_kv_heads, attn.head_dim, dtype=torch.bfloat16)
+        shape = (num_blocks, block_size, attn.num_kv_heads, attn.head_dim)
+        attn.k_cache = torch.zeros(shape, dtype=compute_dtype(model))
         attn.v_cache = torch.zeros_like(attn.k_cache)
     table = torch.tensor([[2, 0, 1]])  # blocks out of order, as a block manager hands them out
     slots = [int(table[0, p // block_size]) * block_size + p % block_size for p in range(len(ids))]

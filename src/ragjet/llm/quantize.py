@@ -34,12 +34,20 @@ def int8_compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return torch.bfloat16 if device.type == "cpu" else dtype
 
 
+def compute_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype ``model`` computes in: what its activations, and so its KV cache, must use.
+
+    Not the load dtype: an int8 model loaded in fp32 on the CPU computes in bf16.
+    """
+    return next(p.dtype for p in model.parameters() if p.is_floating_point())
+
+
 def quantize_model(model: nn.Module, mode: QuantizationMode) -> nn.Module:
     """Quantise ``model`` in place and return it.
 
     Args:
         model: a loaded causal LM (``LlamaForCausalLM``: ``model.embed_tokens`` and ``lm_head``, None
-            when tied). Call before the runner allocates its KV cache, which takes the model's dtype.
+            when tied). Call before the runner allocates its KV cache in ``compute_dtype(model)``.
         mode: ``"none"``, ``"int8"`` or ``"bf16"``.
 
     Raises:
