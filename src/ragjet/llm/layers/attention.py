@@ -134,8 +134,9 @@ class Attention(nn.Module):
         # q: (T, Hq, D); k, v: (T, Hkv, D)
         if self.k_cache is None or self.v_cache is None:
             return self._uncached(q, k, v, meta)
-        self.k_cache.view(-1, self.num_kv_heads, self.head_dim)[meta.slot_mapping] = k
-        self.v_cache.view(-1, self.num_kv_heads, self.head_dim)[meta.slot_mapping] = v
+        # index_copy_ rather than index assignment: the same write, without advanced-indexing overhead.
+        self.k_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, k)
+        self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
         return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
 
     def _uncached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
