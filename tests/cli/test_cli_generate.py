@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 for _module in ("ragjet.llm.sampling_params", "ragjet.llm.engine.llm_engine", "ragjet.llm.tokenizer"):
     pytest.importorskip(_module)
 
-from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
-
 from ragjet.cli import app  # noqa: E402
 from ragjet.llm.loaders import load_model  # noqa: E402
+from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):

@@ -11,12 +11,11 @@ import pytest
 for _module in ("ragjet.llm.sampling_params", "ragjet.llm.engine.llm_engine", "ragjet.llm.tokenizer"):
     pytest.importorskip(_module)
 
-from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
-
 from ragjet.config import LLMSettings  # noqa: E402
 from ragjet.llm.backends import LLMBackend, create_backend  # noqa: E402
 from ragjet.llm.backends.native import NativeBackend  # noqa: E402
 from ragjet.llm.loaders import load_model  # noqa: E402
+from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
 from ragjet.models import ModelNotFoundError  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why does bread rise?"}]

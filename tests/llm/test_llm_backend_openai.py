@@ -16,11 +16,10 @@ import pytest
 for _module in ("ragjet.llm.sampling_params",):
     pytest.importorskip(_module)
 
-from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
-
 from ragjet.config import LLMSettings  # noqa: E402
 from ragjet.llm.backends import BackendError, create_backend  # noqa: E402
 from ragjet.llm.backends.openai import OpenAIBackend, RetryPolicy  # noqa: E402
+from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
 
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_s=0.01)
 

@@ -8,7 +8,6 @@ import pytest
 import pytest_asyncio
 
 from ragjet.config import Settings, load_settings
-from ragjet.rag.pipeline import RagPipeline
 from support.tiny_models import COLLECTION
 
 
@@ -24,6 +23,8 @@ def rag_settings(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path)
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pipeline(rag_settings: Settings, corpus_dir: Path):
+    from ragjet.rag.pipeline import RagPipeline  # imported here: the unit tests beside it run without the stack
+
     rag = RagPipeline(rag_settings)
     await rag.start()
     await rag.ingest(COLLECTION, sorted(corpus_dir.iterdir()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ragjet.rag.admission import AdmissionController, OverloadedError
@@ -22,7 +24,8 @@ def test_hard_cap_on_requests_in_flight() -> None:
 
 def test_refuses_when_queued_work_would_miss_the_deadline() -> None:
     controller = AdmissionController(max_in_flight=100, min_in_flight=2)
-    completed(controller, [0.0, 1.0, 2.0, 3.0, 4.0])  # one completion per second
+    now = time.monotonic()
+    completed(controller, [now - 4, now - 3, now - 2, now - 1, now])  # one completion per second
     with controller.admit(5), controller.admit(5), controller.admit(5):  # 3 s of work queued: fits 0.7*5
         with controller.admit(5), pytest.raises(OverloadedError, match="overloaded") as refused:
             controller.admit(5).__enter__()  # 4 s of queued work > 3.5 s

@@ -10,6 +10,10 @@ from collections.abc import AsyncGenerator
 import pytest
 import torch
 
+from support.stack import require_layers
+
+require_layers()
+
 from ragjet.llm.backends import TextDelta
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.rag.types import AskOptions

@@ -7,6 +7,10 @@ from contextlib import aclosing
 
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from ragjet.rag.deadline import DeadlineExceededError
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.rag.types import AnswerDelta, AnswerDone, AnswerStart, AskOptions

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from support.live_server import LiveServer, run_live_server
-
 
 @pytest.fixture(scope="session")
-def live_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corpus_dir: Path
-) -> Iterator[LiveServer]:
+def live_server(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corpus_dir: Path) -> Iterator[object]:
+    from support.live_server import run_live_server  # imported here: the unit tests beside it need no stack
+
     data_dir = tmp_path_factory.mktemp("serve-data")
     roots = [tmp_path_factory.getbasetemp()]  # server-side ingestion may read the tests' temp folders
     with run_live_server(data_dir, tiny_llama_dir, corpus_dir, ingest_roots=roots) as server:

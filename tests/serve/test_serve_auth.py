@@ -10,6 +10,10 @@ import grpc
 import httpx
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from ragjet.serve.proto import ragjet_pb2 as pb
 from ragjet.serve.proto import ragjet_pb2_grpc as pb_grpc
 from support.live_server import COLLECTION, LiveServer, run_live_server

@@ -7,6 +7,10 @@ import time
 import httpx
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from support.live_server import LiveServer
 
 CHAT = "/v1/chat/completions"

@@ -8,6 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from ragjet.serve.proto import ragjet_pb2 as pb
 from ragjet.serve.proto import ragjet_pb2_grpc as pb_grpc
 from support.live_server import LiveServer

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragjet.serve.auth import AuthError, Gatekeeper, KeyStore
-from ragjet.serve.grpc_server import allowed_path
+from ragjet.serve.auth import AuthError, Gatekeeper, KeyStore, allowed_path
 from ragjet.serve.limits import RateLimitedError, RateLimiter
 
 

@@ -7,6 +7,10 @@ import math
 import openai
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from support.live_server import COLLECTION, LiveServer
 
 QUESTION = "Who designed the Fresnel lens used in lighthouses?"

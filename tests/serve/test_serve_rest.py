@@ -5,6 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from support.live_server import COLLECTION, LiveServer
 
 

@@ -6,6 +6,10 @@ import shutil
 
 import pytest
 
+from support.stack import require_layers
+
+require_layers()
+
 from support.live_server import LiveServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -67,8 +67,14 @@ def sampling_params(
 ) -> SamplingParams:
     from ragjet.llm.sampling_params import SamplingParams
 
-    given = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed}
-    return SamplingParams(max_tokens=max_tokens, **{k: v for k, v in given.items() if v is not None})
+    defaults = SamplingParams()
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=defaults.temperature if temperature is None else temperature,
+        top_p=defaults.top_p if top_p is None else top_p,
+        top_k=defaults.top_k if top_k is None else top_k,
+        seed=seed,
+    )
 
 
 async def stream_completion(llm: LLMSettings, prompt: str, params: SamplingParams, chat: bool) -> str:

@@ -215,7 +215,7 @@ class RagPipeline:
         timings.prompt_ms = (time.perf_counter() - started) * 1e3
         deadline.check("prompt assembly")
         dense = {h.chunk_id: h.dense_score for h in hits}
-        scores = [dense[c.chunk_id] for c in prompt.citations if dense.get(c.chunk_id) is not None]
+        scores = [score for c in prompt.citations if (score := dense.get(c.chunk_id)) is not None]
         request_id = current_request_id() or uuid.uuid4().hex[:16]
         return _Prepared(request_id, deadline, prompt, scores, timings)
 

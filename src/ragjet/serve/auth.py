@@ -126,3 +126,12 @@ def bearer_key(authorization: str | None, api_key: str | None) -> str | None:
     if authorization and authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return api_key
+
+
+def allowed_path(path: str, roots: list[Path]) -> Path:
+    """`path` resolved (symlinks and '..' included) when it lies inside one of `roots`; PermissionError otherwise."""
+    resolved = Path(path).expanduser().resolve()
+    if not any(resolved.is_relative_to(root.expanduser().resolve()) for root in roots):
+        where = ", ".join(str(r) for r in roots) or "nowhere (serve.ingest_roots is empty)"
+        raise PermissionError(f"{path}: server-side ingestion may only read under {where}")
+    return resolved

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from pathlib import Path
 
 import grpc
 
@@ -14,7 +13,7 @@ from ragjet.config import Settings
 from ragjet.llm.engine.errors import EngineOverloadedError
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions, Citation
-from ragjet.serve.auth import AuthError, Gatekeeper, bearer_key
+from ragjet.serve.auth import AuthError, Gatekeeper, allowed_path, bearer_key
 from ragjet.serve.limits import RateLimitedError
 from ragjet.serve.proto import ragjet_pb2 as pb
 from ragjet.serve.proto import ragjet_pb2_grpc as pb_grpc
@@ -74,15 +73,6 @@ SERVICE_ERRORS = (
     EngineOverloadedError,
     ValueError,
 )
-
-
-def allowed_path(path: str, roots: list[Path]) -> Path:
-    """`path` resolved (symlinks and '..' included) when it lies inside one of `roots`; PermissionError otherwise."""
-    resolved = Path(path).expanduser().resolve()
-    if not any(resolved.is_relative_to(root.expanduser().resolve()) for root in roots):
-        where = ", ".join(str(r) for r in roots) or "nowhere (serve.ingest_roots is empty)"
-        raise PermissionError(f"{path}: server-side ingestion may only read under {where}")
-    return resolved
 
 
 class RagJetService(pb_grpc.RagJetServicer):

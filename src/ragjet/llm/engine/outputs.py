@@ -1,0 +1,33 @@
+"""What the engine reports: per-request outputs as they stream, and engine-wide statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutput:
+    request_id: str
+    new_token_ids: list[int]  # tokens produced since the previous output of this request
+    new_text: str
+    token_ids: list[int]  # every generated token so far
+    text: str
+    finished: bool
+    finish_reason: str | None  # "stop" | "length" | "abort" | "timeout" once finished
+    logprobs: list[float] | None  # of new_token_ids, when requested
+    num_prompt_tokens: int
+    num_cached_tokens: int  # prompt tokens served from the prefix cache
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A snapshot for health checks and metrics; all zero for backends without a local engine."""
+
+    num_running: int = 0
+    num_waiting: int = 0
+    num_used_blocks: int = 0
+    num_free_blocks: int = 0
+    num_total_blocks: int = 0
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
+    num_preemptions: int = 0

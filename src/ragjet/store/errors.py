@@ -1,0 +1,17 @@
+"""Errors about collections, phrased so the user knows which collection and what to do."""
+
+from __future__ import annotations
+
+
+class CollectionError(Exception):
+    """A collection that cannot be used as asked (bad name, already exists, damaged files)."""
+
+
+class CollectionNotFoundError(CollectionError):
+    def __init__(self, name: str):
+        super().__init__(f"no collection named {name!r}")
+        self.name = name
+
+
+class EmbedderMismatchError(CollectionError):
+    """The collection's vectors came from another embedder; mixing them would give meaningless scores."""
