@@ -32,9 +32,12 @@ class NativeBackend(LLMBackend):
         from ragjet.device import default_dtype, pick_device
         from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
         from ragjet.llm.loaders import load_model
+        from ragjet.llm.quantize import quantize_model
 
         device = pick_device(settings.device)
         loaded = load_model(settings.model, device=device, dtype=default_dtype(device, settings.dtype))
+        mode = settings.quantization
+        quantize_model(loaded.model, ("int8" if device.type == "cpu" else "none") if mode == "auto" else mode)
         config = EngineConfig(
             max_num_seqs=settings.max_num_seqs,
             max_num_batched_tokens=settings.max_num_batched_tokens,
