@@ -6,13 +6,13 @@ two-stage retrieval, and the backup index when an approximate one fails.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ragjet.atomic import atomic_write
 from ragjet.device import pick_device
 
 CHUNK_ROWS = 262_144  # scores computed this many stored vectors at a time, so 1M x 384 stays in memory
@@ -87,12 +87,8 @@ class FlatIndex:
 
     def save(self, path: Path) -> None:
         """Atomically: written to a temporary file, flushed to disk, then renamed over `path`."""
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, ids=self._ids, vectors=self._vectors.float().cpu().numpy())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            np.savez(f, kind=self.kind, ids=self._ids, vectors=self._vectors.float().cpu().numpy())
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> FlatIndex:

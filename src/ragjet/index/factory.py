@@ -1,0 +1,34 @@
+"""Build the vector index a collection's settings name, and load any saved index by the kind stored in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ragjet.config import IndexSettings
+from ragjet.index.base import VectorIndex
+from ragjet.index.faiss_index import FaissIndex
+from ragjet.index.flat import FlatIndex
+
+INDEX_KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
+
+
+def build_index(settings: IndexSettings, dim: int) -> VectorIndex:
+    if settings.kind == "flat":
+        return FlatIndex(dim, settings.device)
+    return FaissIndex(dim, settings)
+
+
+def load_index(path: Path, device: str = "auto") -> VectorIndex:
+    """Raises ValueError (saying to rebuild) for a file that is missing, truncated or not an index."""
+    try:
+        with np.load(path) as data:
+            kind = str(data["kind"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable vector index ({exc}); rebuild it from the chunk store") from exc
+    if kind == "flat":
+        return FlatIndex.load(path, device)
+    if kind in INDEX_KINDS:
+        return FaissIndex.load(path)
+    raise ValueError(f"{path}: unknown index kind {kind!r}")
