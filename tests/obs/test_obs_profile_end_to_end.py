@@ -13,11 +13,10 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from ragjet.config import Settings, load_settings
+from support.stack import require_layers
 from support.tiny_models import CORPUS, train_tokenizer, write_tiny_llama
 
-# The pipeline sits on the embed, ingest pipeline, retrieve and llm packages: skip until they exist.
-for _module in ("ragjet.embed.batcher", "ragjet.ingest.pipeline", "ragjet.retrieve", "ragjet.llm.backends"):
-    pytest.importorskip(_module)
+require_layers()  # the whole RAG stack
 
 from ragjet.cli import app  # noqa: E402
 from ragjet.obs.profile import analyze  # noqa: E402

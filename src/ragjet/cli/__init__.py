@@ -20,11 +20,14 @@ def main() -> None:
 from ragjet.cli import (
     ask,  # noqa: E402,F401
     bench,  # noqa: E402,F401
+    collections,  # noqa: E402,F401
     demo,  # noqa: E402,F401
     eval,  # noqa: E402,F401
     generate,  # noqa: E402,F401
+    ingest,  # noqa: E402,F401
     keys,  # noqa: E402,F401
     profile,  # noqa: E402,F401
     review,  # noqa: E402,F401
+    search,  # noqa: E402,F401
     serve,  # noqa: E402,F401
 )

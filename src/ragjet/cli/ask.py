@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -64,8 +66,7 @@ def require_collection(pipeline: RagPipeline, name: str) -> None:
 
     known = sorted(c.name for c in pipeline.list_collections())
     if name not in known:
-        available = ", ".join(known) if known else "none yet; create one with `ragjet ingest`"
-        raise CollectionNotFoundError(f"collection {name!r} does not exist (available: {available})")
+        raise CollectionNotFoundError(name, known)
 
 
 def report(console: Console, answer: Answer, as_json: bool) -> None:
@@ -90,6 +91,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, CollectionError, ModelNotFoundError, EngineOverloadedError, DeadlineExceededError, ValueError)
 
 
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Print a user error as one red line and exit with status 2; anything else is a bug and shows its traceback."""
+    try:
+        yield
+    except user_errors() as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="the question to answer"),
@@ -100,7 +111,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="print the whole answer as JSON instead of streaming"),
 ) -> None:
     """Answer a question from a collection, with numbered citations and per-stage timings."""
-    try:
+    with exit_on_user_error():
         settings = load_settings()
         options = AskOptions(
             collection=collection or settings.serve.default_collection,
@@ -109,6 +120,3 @@ def ask(
             deadline_s=deadline,
         )
         asyncio.run(stream_answer(settings, question, options, as_json))
-    except user_errors() as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None

@@ -24,3 +24,4 @@ class SearchResult:
     hits: list[SearchHit]
     search_ms: float
     rerank_ms: float
+    fallback: str | None = None  # why the backup index answered instead of the primary one

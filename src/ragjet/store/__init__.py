@@ -1,6 +1,17 @@
 """Collections: a SQLite chunk store with vectors and derived indexes, one directory per collection."""
 
+from ragjet.store.catalog import delete_collection, list_collections
+from ragjet.store.collection import Collection
 from ragjet.store.errors import CollectionError, CollectionNotFoundError, EmbedderMismatchError
 from ragjet.store.types import CollectionInfo, DocumentInfo
 
-__all__ = ["CollectionError", "CollectionInfo", "CollectionNotFoundError", "DocumentInfo", "EmbedderMismatchError"]
+__all__ = [
+    "Collection",
+    "CollectionError",
+    "CollectionInfo",
+    "CollectionNotFoundError",
+    "DocumentInfo",
+    "EmbedderMismatchError",
+    "delete_collection",
+    "list_collections",
+]

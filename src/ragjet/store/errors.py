@@ -8,8 +8,11 @@ class CollectionError(Exception):
 
 
 class CollectionNotFoundError(CollectionError):
-    def __init__(self, name: str):
-        super().__init__(f"no collection named {name!r}")
+    def __init__(self, name: str, available: list[str] | None = None):
+        hint = ""
+        if available is not None:
+            hint = f" (available: {', '.join(available)})" if available else "; create one with `ragjet ingest`"
+        super().__init__(f"no collection named {name!r}{hint}")
         self.name = name
 
 
