@@ -1,0 +1,100 @@
+"""The KV block pool: fixed-size blocks, reference-counted, reused by content hash (prefix caching).
+
+A full block is identified by the hash of its tokens chained with the previous block's hash, so two
+prompts that share a system prompt and the same retrieved chunks share those blocks and their K/V is
+computed once. A freed block keeps its hash and contents until it is handed out again, least recently
+freed first, so a popular prefix survives between requests. No torch here: this is bookkeeping only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ragjet.llm.engine.sequence import Sequence
+
+
+class BlockAllocator:
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
+        if num_blocks < 1:
+            raise ValueError(f"the KV cache needs at least one block, got {num_blocks}")
+        self.num_blocks, self.block_size, self.enable_prefix_caching = num_blocks, block_size, enable_prefix_caching
+        self.ref_counts = [0] * num_blocks
+        self.block_hash: list[int | None] = [None] * num_blocks
+        self.cached: dict[int, int] = {}  # content hash -> block holding it
+        self.free: deque[int] = deque(range(num_blocks))
+        self.num_queries = self.num_hits = 0  # in blocks
+
+    @property
+    def num_free_blocks(self) -> int:
+        return len(self.free)
+
+    def blocks_needed(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def can_allocate(self, seq: Sequence) -> bool:
+        """Enough free blocks for the whole sequence, counting none as cached (conservative)."""
+        return self.blocks_needed(seq.num_tokens) <= len(self.free)
+
+    def allocate(self, seq: Sequence) -> None:
+        """Blocks for every token of a newly admitted sequence, reusing cached full blocks of its prefix.
+
+        The last token is always computed (its logits are needed), so only full blocks before it can hit.
+        """
+        assert not seq.block_table
+        parent, hits = None, 0
+        reusable = (seq.num_tokens - 1) // self.block_size if self.enable_prefix_caching else 0
+        for i in range(self.blocks_needed(seq.num_tokens)):
+            tokens = seq.token_ids[i * self.block_size : (i + 1) * self.block_size]
+            full = len(tokens) == self.block_size
+            key = hash((parent, tuple(tokens))) if full else None
+            if i < reusable:
+                self.num_queries += 1
+                block = self.cached.get(key) if hits == i else None  # type: ignore[arg-type]
+                if block is not None:
+                    self._take(block)
+                    hits += 1
+                    seq.block_table.append(block)
+                    parent = key
+                    continue
+            block = self._fresh()
+            if full and self.enable_prefix_caching:
+                self._register(block, key)  # type: ignore[arg-type]
+            seq.block_table.append(block)
+            parent = key
+        self.num_hits += hits
+        seq.num_cached_tokens = seq.num_computed_tokens = hits * self.block_size
+
+    def can_append(self, seq: Sequence) -> bool:
+        return len(seq.block_table) >= self.blocks_needed(seq.num_tokens) or len(self.free) > 0
+
+    def append_slot(self, seq: Sequence) -> None:
+        """Make room for the token about to be computed (a new block when the last one is full)."""
+        if len(seq.block_table) < self.blocks_needed(seq.num_tokens):
+            seq.block_table.append(self._fresh())
+
+    def free_sequence(self, seq: Sequence) -> None:
+        """Release a sequence's blocks, tail first, so its prefix blocks are the last to be recycled."""
+        for block in reversed(seq.block_table):
+            self.ref_counts[block] -= 1
+            if self.ref_counts[block] == 0:
+                self.free.append(block)
+        seq.block_table = []
+        seq.num_computed_tokens = 0
+
+    def _take(self, block: int) -> None:
+        if self.ref_counts[block] == 0:
+            self.free.remove(block)
+        self.ref_counts[block] += 1
+
+    def _fresh(self) -> int:
+        block = self.free.popleft()  # least recently freed: cached prefixes live as long as possible
+        old = self.block_hash[block]
+        if old is not None and self.cached.get(old) == block:
+            del self.cached[old]
+        self.block_hash[block] = None
+        self.ref_counts[block] = 1
+        return block
+
+    def _register(self, block: int, key: int) -> None:
+        self.block_hash[block] = key
+        self.cached.setdefault(key, block)

@@ -1,0 +1,24 @@
+"""The engine's own frozen config, built from `LLMSettings` at the edge (pydantic stays out of the engine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    max_num_seqs: int = 32  # sequences in one forward
+    max_num_batched_tokens: int = 4096  # tokens in one forward (prefills are admitted while they fit)
+    max_model_len: int = 4096  # prompt + output, capped by the model's own context length
+    block_size: int = 16  # tokens per KV block
+    kv_cache_memory_gb: float = 0.0  # 0 = auto: a fraction of free GPU memory, or min(2 GiB, 10% RAM) on CPU
+    gpu_memory_utilization: float = 0.85  # of free GPU memory, when auto-sizing on CUDA
+    max_waiting: int = 256  # queued requests beyond which add_request refuses (EngineOverloadedError)
+    enable_prefix_caching: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len", "block_size", "max_waiting"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EngineConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.gpu_memory_utilization <= 1 or self.kv_cache_memory_gb < 0:
+            raise ValueError("gpu_memory_utilization must be in (0, 1] and kv_cache_memory_gb >= 0")

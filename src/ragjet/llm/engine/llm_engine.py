@@ -1,0 +1,167 @@
+"""LLMEngine: requests in, streamed outputs out, one `step()` (one forward pass) at a time.
+
+`step` schedules a mixed batch (decodes of running sequences plus newly admitted prefills), runs it,
+appends each sampled token, applies the stop rules and returns one RequestOutput per sequence that
+advanced or finished. Driven synchronously by `generate`, or by AsyncLLMEngine's thread for serving.
+
+Context window: a prompt that leaves no room for even one new token raises PromptTooLongError;
+otherwise generation stops with finish_reason "length" at max_tokens or at the window, whichever
+comes first (as OpenAI-compatible servers clamp, rather than refuse, a generous max_tokens).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import torch
+from rich.progress import Progress
+
+from ragjet.llm.engine.block_manager import BlockAllocator
+from ragjet.llm.engine.config import EngineConfig
+from ragjet.llm.engine.errors import PromptTooLongError
+from ragjet.llm.engine.model_runner import ModelRunner
+from ragjet.llm.engine.outputs import EngineStats, RequestOutput
+from ragjet.llm.engine.scheduler import Scheduler, SchedulerConfig
+from ragjet.llm.engine.sequence import Sequence
+from ragjet.llm.loaders import LoadedModel
+from ragjet.llm.sampling_params import SamplingParams
+
+__all__ = ["EngineConfig", "LLMEngine"]
+
+
+class LLMEngine:
+    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None):
+        self.config = config = config or EngineConfig()
+        self.tokenizer = loaded.tokenizer
+        self.max_model_len = min(config.max_model_len, loaded.config.max_position_embeddings)
+        self.model_runner = ModelRunner(loaded, config, config.max_num_seqs * self.max_model_len * 2)
+        self.allocator = BlockAllocator(self.model_runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(
+            SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens, config.max_waiting), self.allocator
+        )
+        self._seqs: dict[str, Sequence] = {}
+        self._generators: dict[str, torch.Generator] = {}
+
+    def add_request(self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None) -> str:
+        """Queue a request. Raises ValueError (empty prompt, id in use), PromptTooLongError, EngineOverloadedError."""
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise ValueError("prompt must not be empty")
+        capacity = min(self.max_model_len, self.allocator.num_blocks * self.allocator.block_size)
+        if len(ids) >= capacity:
+            raise PromptTooLongError(len(ids), params.max_tokens, capacity)
+        request_id = request_id or uuid.uuid4().hex
+        if request_id in self._seqs:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        seq = Sequence(
+            request_id, ids, len(ids), params, self.tokenizer.incremental_decoder(),
+            max_len=min(capacity, len(ids) + params.max_tokens),
+            deadline=None if params.deadline_s is None else time.monotonic() + params.deadline_s,
+        )  # fmt: skip
+        self.scheduler.add(seq)
+        self._seqs[request_id] = seq
+        if params.seed is not None and not params.is_greedy:
+            self._generators[request_id] = torch.Generator(self.model_runner.device).manual_seed(params.seed)
+        return request_id
+
+    def step(self) -> list[RequestOutput]:
+        batch, timed_out = self.scheduler.schedule()
+        outputs = [self._finish_output(seq) for seq in timed_out]
+        if batch:
+            tokens, logprobs = self.model_runner.run(batch, self._generators)
+            for seq, token, logprob in zip(batch, tokens, logprobs, strict=True):
+                seq.num_computed_tokens = seq.num_tokens
+                outputs.append(self._advance(seq, token, logprob))
+        return outputs
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def abort_request(self, request_id: str) -> None:
+        seq = self._seqs.pop(request_id, None)
+        if seq is not None:
+            self.scheduler.finish(seq, "abort")
+            self._generators.pop(request_id, None)
+
+    def generate(
+        self, prompts: list[str | list[int]], params: SamplingParams | list[SamplingParams], progress: bool = False
+    ) -> list[RequestOutput]:
+        """Run prompts to completion together (continuous batching); final outputs in input order."""
+        all_params = params if isinstance(params, list) else [params] * len(prompts)
+        ids = [self.add_request(p, sp) for p, sp in zip(prompts, all_params, strict=True)]
+        final: dict[str, RequestOutput] = {}
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("generating", total=len(ids))
+            while self.has_unfinished():
+                for out in self.step():
+                    if out.finished:
+                        final[out.request_id] = out
+                        bar.advance(task)
+        return [final[i] for i in ids]
+
+    def stats(self) -> EngineStats:
+        a = self.allocator
+        return EngineStats(
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            num_used_blocks=a.num_blocks - a.num_free_blocks,
+            num_free_blocks=a.num_free_blocks,
+            num_total_blocks=a.num_blocks,
+            prefix_cache_queries=a.num_queries,
+            prefix_cache_hits=a.num_hits,
+            num_preemptions=self.scheduler.num_preemptions,
+        )
+
+    def _advance(self, seq: Sequence, token: int, logprob: float) -> RequestOutput:
+        seq.token_ids.append(token)
+        if seq.params.logprobs:
+            seq.logprobs.append(logprob)
+        p = seq.params
+        stop_string = False
+        if (token in self.tokenizer.eos_token_ids and not p.ignore_eos) or token in p.stop_token_ids:
+            reason: str | None = "stop"
+        else:
+            seq.text += seq.decoder.push(token)
+            stop_string = self._cut_at_stop_string(seq)
+            reason = "stop" if stop_string else ("length" if seq.num_tokens >= seq.max_len else None)
+        if reason is None:
+            return self._output(seq)
+        if not stop_string:
+            seq.text += seq.decoder.flush()  # text held back for an incomplete character
+        self.scheduler.finish(seq, reason)
+        return self._finish_output(seq)
+
+    def _cut_at_stop_string(self, seq: Sequence) -> bool:
+        """Cut the text at the first stop string (which is not returned); search only where one could start."""
+        longest = max((len(s) for s in seq.params.stop), default=0)
+        start = max(0, seq.num_emitted_chars - longest)
+        hits = [i for i in (seq.text.find(s, start) for s in seq.params.stop) if i >= 0]
+        if hits:
+            seq.text = seq.text[: min(hits)]
+        return bool(hits)
+
+    def _finish_output(self, seq: Sequence) -> RequestOutput:
+        self._seqs.pop(seq.request_id, None)
+        self._generators.pop(seq.request_id, None)
+        return self._output(seq)
+
+    def _output(self, seq: Sequence) -> RequestOutput:
+        # While a stop string may still be completing, hold back text that could be its beginning.
+        held = 0 if seq.is_finished else max((len(s) for s in seq.params.stop), default=1) - 1
+        visible = max(seq.num_emitted_chars, len(seq.text) - held)
+        new_text, seq.num_emitted_chars = seq.text[seq.num_emitted_chars : visible], visible
+        outputs = seq.output_ids
+        new_ids, seq.num_emitted_tokens = outputs[seq.num_emitted_tokens :], len(outputs)
+        return RequestOutput(
+            request_id=seq.request_id,
+            new_token_ids=new_ids,
+            new_text=new_text,
+            token_ids=list(outputs),
+            text=seq.text if seq.is_finished else seq.text[:visible],
+            finished=seq.is_finished,
+            finish_reason=seq.finish_reason,
+            logprobs=seq.logprobs[-len(new_ids) :] if seq.params.logprobs and new_ids else None,
+            num_prompt_tokens=seq.num_prompt_tokens,
+            num_cached_tokens=seq.num_cached_tokens,
+        )

@@ -1,0 +1,54 @@
+"""One request as the engine tracks it: its tokens, its KV blocks and how far its text has been streamed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum, auto
+
+from ragjet.llm.sampling_params import SamplingParams
+from ragjet.llm.tokenizer import IncrementalDecoder
+
+
+class SequenceStatus(Enum):
+    WAITING = auto()
+    RUNNING = auto()
+    FINISHED = auto()
+
+
+@dataclass(eq=False)
+class Sequence:
+    request_id: str
+    token_ids: list[int]  # prompt, then every generated token
+    num_prompt_tokens: int
+    params: SamplingParams
+    decoder: IncrementalDecoder
+    max_len: int  # prompt + generated tokens never exceed this (the context window)
+    deadline: float | None = None  # time.monotonic() after which the request finishes as "timeout"
+    status: SequenceStatus = SequenceStatus.WAITING
+    block_table: list[int] = field(default_factory=list)
+    num_computed_tokens: int = 0  # tokens whose K/V are in the cache
+    num_cached_tokens: int = 0  # prompt tokens the prefix cache served at admission
+    finish_reason: str | None = None
+    logprobs: list[float] = field(default_factory=list)
+    text: str = ""  # decoded output, stop strings cut off
+    num_emitted_chars: int = 0  # of `text`, already sent to the caller
+    num_emitted_tokens: int = 0
+    arrival: float = field(default_factory=time.monotonic)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def output_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens :]
+
+    @property
+    def num_new_tokens(self) -> int:
+        """Tokens the next forward must compute: the uncached prompt at admission, then one per decode step."""
+        return self.num_tokens - self.num_computed_tokens
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is SequenceStatus.FINISHED

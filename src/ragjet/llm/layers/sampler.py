@@ -1,0 +1,72 @@
+"""Choose each sequence's next token from its logits: penalties, temperature, top-k, top-p, seeds.
+
+Greedy rows take the argmax in one batched op; sampled rows are processed together with their
+per-request generators, so a seeded request draws the same tokens whatever else is in the batch.
+Logprobs are of the chosen token under the model's own distribution (log-softmax of the raw logits),
+which is what the confidence score wants, not of the reshaped sampling distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ragjet.llm.sampling_params import SamplingParams
+
+
+@dataclass(slots=True)
+class SamplingRow:
+    params: SamplingParams
+    prompt_ids: list[int]
+    output_ids: list[int]
+    generator: torch.Generator | None
+
+
+def sample(logits: torch.Tensor, rows: list[SamplingRow]) -> tuple[list[int], list[float]]:
+    """logits: (B, V) float32, one row per sequence. Returns (token ids, their logprobs)."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    logits = _apply_penalties(logits, rows)
+    chosen = logits.argmax(dim=-1)
+    for i, row in enumerate(rows):
+        if not row.params.is_greedy:
+            probs = _sampling_probs(logits[i], row.params)
+            chosen[i] = torch.multinomial(probs, 1, generator=row.generator)[0]
+    token_logprobs = logprobs.gather(1, chosen[:, None])[:, 0]
+    return chosen.tolist(), token_logprobs.tolist()
+
+
+def _apply_penalties(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
+    penalised = [i for i, r in enumerate(rows) if _has_penalty(r.params)]
+    if not penalised:
+        return logits
+    logits = logits.clone()
+    for i in penalised:
+        p, row = rows[i].params, logits[i]
+        if p.repetition_penalty != 1.0:  # CTRL-style, over prompt and output, as transformers does
+            seen = torch.tensor(sorted(set(rows[i].prompt_ids) | set(rows[i].output_ids)), device=logits.device)
+            values = row[seen]
+            row[seen] = torch.where(values > 0, values / p.repetition_penalty, values * p.repetition_penalty)
+        if rows[i].output_ids and (p.presence_penalty or p.frequency_penalty):  # OpenAI-style, output only
+            ids, counts = torch.tensor(rows[i].output_ids, device=logits.device).unique(return_counts=True)
+            row[ids] -= p.presence_penalty + p.frequency_penalty * counts.to(row.dtype)
+    return logits
+
+
+def _has_penalty(p: SamplingParams) -> bool:
+    return p.repetition_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
+
+
+def _sampling_probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """The distribution to draw from: temperature, then top-k, then top-p (nucleus) truncation."""
+    logits = logits / p.temperature
+    if 0 < p.top_k < logits.numel():
+        kth = torch.topk(logits, p.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if p.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(0) - sorted_probs > p.top_p  # keep the smallest set reaching top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return probs
