@@ -42,6 +42,7 @@ def workload_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         data_dir=root / "data",
         embed={"device": "cpu"},
         llm={"model": str(model_dir), "device": "cpu", "max_model_len": 1024},
+        serve={"auth_enabled": False},  # an in-process workload, no keys
     )
     asyncio.run(_ingest(settings, sorted(corpus.iterdir())))
     return settings

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -15,13 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from ragjet.cli import app
-from ragjet.config import ConfigError, Settings, load_settings
+from ragjet.cli.errors import err_console, exit_on_user_error
+from ragjet.config import Settings, load_settings
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions, Citation
 
 if TYPE_CHECKING:
     from ragjet.rag.pipeline import RagPipeline
-
-err_console = Console(stderr=True)
 
 
 def citation_line(c: Citation) -> str:
@@ -79,26 +76,6 @@ def report(console: Console, answer: Answer, as_json: bool) -> None:
     for citation in answer.citations:
         console.print(escape(citation_line(citation)), style=None if citation.cited else "dim", highlight=False)
     console.print(escape(timing_line(answer)), style="dim", highlight=False)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a user causes (bad name, bad option, missing model, overload, deadline): one line, exit 2."""
-    from ragjet.llm.engine.errors import EngineOverloadedError
-    from ragjet.models import ModelNotFoundError
-    from ragjet.rag.deadline import DeadlineExceededError
-    from ragjet.store import CollectionError
-
-    return (ConfigError, CollectionError, ModelNotFoundError, EngineOverloadedError, DeadlineExceededError, ValueError)
-
-
-@contextmanager
-def exit_on_user_error() -> Iterator[None]:
-    """Print a user error as one red line and exit with status 2; anything else is a bug and shows its traceback."""
-    try:
-        yield
-    except user_errors() as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragjet.cli import app
-from ragjet.cli.ask import exit_on_user_error
+from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import load_settings
 
 console, err_console = Console(), Console(stderr=True)

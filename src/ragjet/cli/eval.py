@@ -4,45 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
-import httpx
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ragjet.cli import app
+from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import Settings, load_settings
 from ragjet.eval.datasets import EvalDataset, load_dataset
 from ragjet.eval.overrides import Override, apply_overrides, label, parse_compare, parse_override
 from ragjet.eval.runner import EvalResult, evaluate
-from ragjet.models import ModelNotFoundError
-
-err_console = Console(stderr=True)
-
-
-def fail(exc: BaseException) -> NoReturn:
-    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-    raise typer.Exit(2) from None
-
-
-@contextmanager
-def exit_on_user_errors() -> Iterator[None]:
-    """Errors a user causes (bad file, bad setting, missing model or collection): one red line, exit 2."""
-    try:
-        yield
-    except (ValueError, ModelNotFoundError, httpx.HTTPError) as exc:  # DatasetError, ConfigError among them
-        fail(exc)
-    except Exception as exc:
-        from ragjet.cli.ask import user_errors  # imports the engine's errors: only when something failed
-
-        if isinstance(exc, user_errors()):
-            fail(exc)
-        raise
 
 
 def run_configs(
@@ -102,7 +75,7 @@ def eval_command(
     json_path: Path = typer.Option(None, "--json", help="also write the results (and per-query outcomes) here"),
 ) -> None:
     """Evaluate retrieval (recall@k, MRR@10, nDCG@10) and answers (EM, F1) on a BEIR or SQuAD dataset."""
-    with exit_on_user_errors():
+    with exit_on_user_error():
         settings = apply_overrides(load_settings(), tuple(parse_override(o) for o in overrides))
         configs: list[tuple[Override, ...]] = list(parse_compare(compare)) if compare else [()]
         dataset = load_dataset(dataset_path, split).limited(limit)

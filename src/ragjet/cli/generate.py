@@ -9,23 +9,14 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from ragjet.cli import app
-from ragjet.config import ConfigError, LLMSettings, load_settings
+from ragjet.cli.errors import err_console, exit_on_user_error
+from ragjet.config import LLMSettings, load_settings
 
 if TYPE_CHECKING:
     from ragjet.llm.sampling_params import SamplingParams
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a user causes (bad model path, bad option, too long a prompt, overload): one line, exit 2."""
-    from ragjet.llm.backends import BackendError
-    from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError
-    from ragjet.models import ModelNotFoundError
-
-    return (ConfigError, ModelNotFoundError, PromptTooLongError, EngineOverloadedError, BackendError, ValueError)
 
 
 @app.command()
@@ -41,17 +32,13 @@ def generate(
     backend: str = typer.Option(None, "--backend", help="native or openai (default: settings)"),
 ) -> None:
     """Generate text for a prompt, streaming tokens as they are produced."""
-    err = Console(stderr=True, soft_wrap=True)  # one error, one line, however long
-    try:
+    with exit_on_user_error():
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         llm = llm_settings(model, backend)
         params = sampling_params(max_tokens, temperature, top_p, top_k, seed)
         summary = asyncio.run(stream_completion(llm, prompt, params, chat))
-    except user_errors() as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
-    err.print(escape(summary), style="dim", highlight=False)
+    err_console.print(escape(summary), style="dim", highlight=False)
 
 
 def llm_settings(model: str | None, backend: str | None) -> LLMSettings:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragjet.cli import app
-from ragjet.cli.eval import exit_on_user_errors
+from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import Settings, load_settings
 from ragjet.eval.datasets import load_dataset
 from ragjet.eval.overrides import apply_overrides, parse_override
@@ -76,7 +76,7 @@ def profile(
     overrides: list[str] = typer.Option([], "--set", help="setting override section.field=value (repeatable)"),
 ) -> None:
     """Profile a question workload: per-stage latency percentiles, time shares, bottleneck and a hint."""
-    with exit_on_user_errors():
+    with exit_on_user_error():
         settings = apply_overrides(load_settings(), tuple(parse_override(o) for o in overrides))
         questions = read_questions(questions_file) if questions_file else builtin_questions()
         if url:

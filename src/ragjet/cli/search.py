@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragjet.cli import app
-from ragjet.cli.ask import exit_on_user_error, require_collection
+from ragjet.cli.ask import require_collection
+from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import Settings, load_settings
 from ragjet.retrieve import SearchHit
 

@@ -229,6 +229,8 @@ class RagPipeline:
         max_model_len = self.settings.llm.max_model_len
         if not 1 <= options.max_tokens < max_model_len:
             raise ValueError(f"max_tokens must be between 1 and {max_model_len - 1}, got {options.max_tokens}")
+        if options.deadline_s is not None and not options.deadline_s > 0:
+            raise ValueError(f"deadline_s must be positive, got {options.deadline_s}")
         sampling_params(options)  # raises ValueError on bad sampling options
         return min(top_k, self.settings.rag.max_context_chunks)
 

@@ -144,7 +144,7 @@ class ChatCompletion(BaseModel):
 class EmbeddingRequest(BaseModel):
     input: str | list[str]
     model: str = "ragjet"
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"  # the openai client asks for base64 by default
 
     @field_validator("input")
     @classmethod
@@ -157,7 +157,7 @@ class EmbeddingRequest(BaseModel):
 class EmbeddingItem(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float]
+    embedding: list[float] | str  # a base64 string of little-endian float32 when encoding_format="base64"
 
 
 class EmbeddingUsage(BaseModel):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
 
+import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
@@ -133,10 +135,16 @@ async def embeddings(req: EmbeddingRequest, pipeline: PipelineDep, _: TenantDep)
     vectors = await pipeline.embed(texts)
     num_tokens = sum(len(t.split()) for t in texts)
     return EmbeddingResponse(
-        data=[EmbeddingItem(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
+        data=[EmbeddingItem(index=i, embedding=_encode(v, req.encoding_format)) for i, v in enumerate(vectors)],
         model=req.model,
         usage=EmbeddingUsage(prompt_tokens=num_tokens, total_tokens=num_tokens),
     )
+
+
+def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return vector.tolist()
 
 
 @router.get("/models")

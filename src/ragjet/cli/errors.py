@@ -1,0 +1,40 @@
+"""How every command reports an error the user caused: one red line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ragjet.config import ConfigError
+
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, however long
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Bad names, options, paths, models or datasets, too long a prompt, overload, a deadline, a server that
+    cannot be reached: not bugs."""
+    import httpx
+
+    from ragjet.llm.backends import BackendError
+    from ragjet.llm.engine.errors import EngineOverloadedError
+    from ragjet.models import ModelNotFoundError
+    from ragjet.rag.deadline import DeadlineExceededError
+    from ragjet.store import CollectionError
+
+    return (ConfigError, CollectionError, ModelNotFoundError, EngineOverloadedError, DeadlineExceededError,
+            BackendError, httpx.HTTPError, ValueError)  # fmt: skip
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """A user error becomes one line and exit 2; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except user_errors() as exc:
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+        raise typer.Exit(2) from None
