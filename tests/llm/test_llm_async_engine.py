@@ -16,10 +16,9 @@ import pytest
 for _module in ("ragjet.llm.sampling_params", "ragjet.llm.engine.llm_engine", "ragjet.llm.tokenizer"):
     pytest.importorskip(_module)
 
-from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine  # noqa: E402
-
 from ragjet.llm.engine.async_engine import AsyncLLMEngine, EngineStoppedError  # noqa: E402
 from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError  # noqa: E402
+from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine  # noqa: E402
 from ragjet.llm.loaders import load_model  # noqa: E402
 from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
 

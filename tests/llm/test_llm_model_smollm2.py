@@ -83,3 +83,21 @@ def test_answers_are_coherent(smollm2: LoadedModel, greedy: Callable[..., list[l
     (tokens,) = greedy(smollm2.model, [chat_prompt(smollm2, QUESTIONS[0])], 12)
     answer = smollm2.tokenizer.decode(tokens)
     assert "Paris" in answer, answer
+
+
+def test_the_engine_batched_with_a_shared_prefix_matches_transformers(
+    smollm2: LoadedModel, hf_twin: torch.nn.Module
+) -> None:
+    """Paged KV, continuous batching and prefix-cache hits (the shared chat header) change no token."""
+    from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
+    from ragjet.llm.sampling_params import SamplingParams
+
+    prompts = [chat_prompt(smollm2, q) for q in QUESTIONS]
+    engine = LLMEngine(smollm2, EngineConfig(max_model_len=512, block_size=8))
+    params = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
+    outputs = engine.generate([prompts[0]], params) + engine.generate(prompts[1:], params)
+    for prompt, out in zip(prompts, outputs, strict=True):
+        with torch.inference_mode():
+            expected = hf_twin.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False, pad_token_id=0)
+        assert out.token_ids == expected[0, len(prompt) :].tolist()
+    assert outputs[-1].num_cached_tokens > 0 and engine.stats().prefix_cache_hits > 0
