@@ -79,3 +79,17 @@ async def test_out_of_memory_in_the_model_forward(pipeline: RagPipeline, monkeyp
     monkeypatch.undo()
     await assert_next_request_is_normal(pipeline)
     assert pipeline.engine_stats().num_running == 0
+
+
+async def test_a_failing_vector_index_is_answered_by_bm25(pipeline: RagPipeline, monkeypatch: pytest.MonkeyPatch):
+    collection = pipeline.collections().retriever(COLLECTION).collection
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise OSError("vectors.index: I/O error")
+
+    monkeypatch.setattr(collection.index, "search", broken)
+    answer = await pipeline.ask(QUESTION, options())
+    assert answer.degraded is not None and answer.degraded.startswith("index fallback: flat index failed (OSError")
+    assert answer.citations and answer.completion_tokens >= 1 and answer.needs_review
+    monkeypatch.undo()
+    await assert_next_request_is_normal(pipeline)

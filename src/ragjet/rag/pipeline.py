@@ -63,6 +63,7 @@ class _Prepared:
     prompt: BuiltPrompt
     dense_scores: list[float]  # cosine scores of the chunks in the prompt, for confidence
     timings: StageTimings
+    retrieval_fallback: str | None = None  # the backup index answered, and why
 
 
 class RagPipeline:
@@ -170,7 +171,8 @@ class RagPipeline:
                 text = ("\n\n" if trace.text else "") + extractive_answer(request.prompt.citations)
                 trace.pieces.append(text)
                 yield AnswerDelta(text)
-            answer = self._answer(request, trace, degraded)
+            reasons = [r for r in (request.retrieval_fallback, degraded) if r is not None]
+            answer = self._answer(request, trace, "; ".join(reasons) or None)
             if answer.needs_review and self._review is not None:
                 review = self._review
                 answer.review_id = await asyncio.to_thread(
@@ -204,7 +206,7 @@ class RagPipeline:
         deadline = Deadline.start(options.deadline_s or self.settings.rag.deadline_s)
         top_k = self._validate(question, options)
         timings = StageTimings()
-        hits = await self._retrieve(
+        hits, fallback = await self._retrieve(
             question, options.collection, top_k + DEDUP_SLACK, options.filters, deadline, timings, options.tenant
         )
         started = time.perf_counter()
@@ -217,7 +219,7 @@ class RagPipeline:
         dense = {h.chunk_id: h.dense_score for h in hits}
         scores = [score for c in prompt.citations if (score := dense.get(c.chunk_id)) is not None]
         request_id = current_request_id() or uuid.uuid4().hex[:16]
-        return _Prepared(request_id, deadline, prompt, scores, timings)
+        return _Prepared(request_id, deadline, prompt, scores, timings, fallback)
 
     def _validate(self, question: str, options: AskOptions) -> int:
         """Check the options a client sends; returns the number of sources to put into the prompt."""
@@ -275,7 +277,7 @@ class RagPipeline:
             raise ValueError(f"top_k must be at least 1, got {k}")
         timings = timings if timings is not None else StageTimings()
         started = time.perf_counter()
-        hits = await self._retrieve(query, collection, k, filters, Deadline.start(None), timings, tenant)
+        hits, _ = await self._retrieve(query, collection, k, filters, Deadline.start(None), timings, tenant)
         timings.total_ms = (time.perf_counter() - started) * 1e3
         return hits
 
@@ -288,7 +290,8 @@ class RagPipeline:
         deadline: Deadline,
         timings: StageTimings,
         tenant: str = DEFAULT_TENANT,
-    ) -> list[SearchHit]:
+    ) -> tuple[list[SearchHit], str | None]:
+        """The hits, and why the backup index answered if the primary failed ("index fallback: ...")."""
         retriever = self.collections(tenant).retriever(collection)  # unknown collection fails before any model work
         batcher = _require(self._batcher)
         started = time.perf_counter()
@@ -300,7 +303,7 @@ class RagPipeline:
         )
         timings.search_ms = result.search_ms
         timings.rerank_ms = result.rerank_ms
-        return result.hits
+        return result.hits, None if result.fallback is None else f"index fallback: {result.fallback}"
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """(N, dim) float32 embeddings; each text joins the dynamic batcher like a query does."""
