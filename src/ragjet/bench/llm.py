@@ -235,7 +235,8 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     prefix_case = f"prefix-cache hit, ~{cfg.num_prompt_tokens}-token prompt"
     rows.append(BenchRow(SUITE, prefix_case, "TTFT", hit * 1e3, "ms", "ragjet, cache miss", miss * 1e3, False))
     notes = [
-        f"CPU float32 with {num_threads} torch threads for ragjet and transformers; {llama_note} on the GGUF "
+        f"CPU, {num_threads} torch threads: ragjet with int8 weight-only linears (bf16 compute), its CPU default; "
+        f"transformers float32; {llama_note} on the GGUF "
         f"itself (Q4_1, quantized kernels). Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} "
         "greedy new tokens (end-of-sequence ignored). Peers serve one request at a time: N concurrent = N "
         "queued requests, latency counted from submission; ragjet batches them continuously.",
@@ -273,7 +274,10 @@ def measure_cuda(cfg: LLMBenchConfig) -> tuple[list[BenchRow], str]:
 def start_engine(device: str, dtype: torch.dtype, max_num_seqs: int) -> tuple[AsyncLLMEngine, PromptTokenizer]:
     from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
     from ragjet.llm.loaders import load_model
+    from ragjet.llm.quantize import quantize_model
 
     loaded = load_model(MODEL, device=device, dtype=dtype)
+    if device == "cpu":
+        quantize_model(loaded.model, "int8")  # what `quantization = "auto"` serves on a CPU
     engine = LLMEngine(loaded, EngineConfig(max_num_seqs=max_num_seqs, max_model_len=2048))
     return AsyncLLMEngine(engine), loaded.tokenizer
