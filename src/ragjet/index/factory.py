@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ def load_index(path: Path, device: str = "auto") -> VectorIndex:
     try:
         with np.load(path) as data:
             kind = str(data["kind"])
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable vector index ({exc}); rebuild it from the chunk store") from exc
     if kind == "flat":
         return FlatIndex.load(path, device)

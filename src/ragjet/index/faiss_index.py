@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import zipfile
 from pathlib import Path
 
 import faiss
@@ -57,6 +58,13 @@ class FaissIndex:
             self._ann.add_with_ids(vectors, ids)
         elif len(self) >= MIN_TRAIN[self.kind]:
             self._build()
+        elif start == 0:
+            log.info(
+                "%s: %d vectors are too few to train (needs %d); searching exactly until then",
+                self.kind,
+                len(self),
+                MIN_TRAIN[self.kind],
+            )
 
     def remove(self, ids: np.ndarray) -> None:
         gone = [int(i) for i in np.asarray(ids, dtype=np.int64) if int(i) in self._row]
@@ -134,7 +142,7 @@ class FaissIndex:
                 index._ids, index._vectors = data["ids"].astype(np.int64), data["vectors"].astype(np.float32)
                 if len(data["ann"]):
                     index._ann = faiss.deserialize_index(data["ann"])
-        except (OSError, ValueError, KeyError, EOFError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable FAISS index ({exc}); rebuild it from the chunk store") from exc
         index._row = {int(i): n for n, i in enumerate(index._ids)}
         index._tombstones = set(meta["tombstones"])
