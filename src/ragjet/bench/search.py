@@ -214,7 +214,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
         f"1M graph builds in minutes on 2 cores, and is built up to {cfg.max_hnsw_size:,} vectors. IVF lists line up "
         f"with the mixture's centres, which favours IVF; inside a cluster the noise is isotropic, which makes the "
         f"graph search (HNSW) and PQ codes work harder than on real embeddings. IVF-PQ uses 48 sub-quantizers and "
-        f"exact rescoring of 8k candidates. "
+        f"exact rescoring of 8 x k candidates. "
         f"Target recall@10 >= {TARGET_RECALL} at p50 <= {TARGET_P50_MS} ms: " + "; ".join(verdicts) + "."
     )
     return rows, notes
