@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DIM, VectorSet
 from ragjet.config import IndexSettings
 from ragjet.index import INDEX_KINDS, FlatIndex, build_index, load_index
+from support.vectors import DIM, VectorSet
 
 
 @pytest.mark.parametrize("kind", INDEX_KINDS)

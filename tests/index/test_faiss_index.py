@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DIM, VectorSet, clustered, exact_top_k, recall
 from ragjet.config import IndexSettings
 from ragjet.index import FaissIndex, load_index
+from support.vectors import DIM, VectorSet, clustered, exact_top_k, recall
 
 ANN_KINDS = ("ivf_flat", "ivf_pq", "hnsw")
 
