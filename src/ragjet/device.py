@@ -25,3 +25,31 @@ def default_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA allocator failures, which the fallback policy retries on CPU."""
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def is_device_failure(exc: BaseException) -> bool:
+    """Out of memory, or a CUDA runtime error (a lost or faulted device): what moves serving to the CPU."""
+    return is_out_of_memory(exc) or (isinstance(exc, RuntimeError) and "cuda error" in str(exc).lower())
+
+
+PROBE_BYTES = 1 << 20  # the probe's allocation: small enough to fit beside a busy model, big enough to be real
+
+
+def probe_device(device: torch.device, min_free_bytes: int = 0) -> bool:
+    """True when `device` can allocate, compute and synchronise again (and has `min_free_bytes` free).
+
+    CPU devices are always healthy. Any CUDA error counts as unhealthy; a device whose context was lost
+    for good keeps failing, so serving stays on the CPU until the process is restarted.
+    """
+    if device.type != "cuda":
+        return True
+    try:
+        torch.cuda.empty_cache()  # hand back what the failed request left in the caching allocator
+        probe = torch.ones(PROBE_BYTES // 4, dtype=torch.float32, device=device)
+        ok = bool(probe.sum().item() == probe.numel())
+        torch.cuda.synchronize(device)
+        del probe
+        free, _ = torch.cuda.mem_get_info(device)
+    except Exception:  # noqa: BLE001 (every failure of the probe means the same: not yet healthy)
+        return False
+    return ok and free >= min_free_bytes

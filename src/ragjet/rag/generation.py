@@ -42,6 +42,7 @@ class GenerationTrace:
     queue_ms: float = 0.0  # waiting in the engine before prefill began, when the backend reports it
     num_cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
     error: str | None = None  # the generator failed with this; the answer falls back to extractive
+    device_fallback: str | None = None  # a fallback device generated (part of) the text, and why
 
     def record(self, text: str, num_tokens: int, logprobs: list[float] | None) -> None:
         now = time.perf_counter()
@@ -99,6 +100,8 @@ async def stream_generation(
                     return
                 trace.record(delta.text, delta.num_tokens, delta.logprobs)
                 trace.num_cached_prompt_tokens = max(trace.num_cached_prompt_tokens, delta.num_cached_tokens)
+                if delta.fallback is not None:
+                    trace.device_fallback = delta.fallback
                 if delta.finish_reason is not None:
                     trace.finish_reason = delta.finish_reason
                 if delta.text:

@@ -171,8 +171,10 @@ class RagPipeline:
                 text = ("\n\n" if trace.text else "") + extractive_answer(request.prompt.citations)
                 trace.pieces.append(text)
                 yield AnswerDelta(text)
-            reasons = [r for r in (request.retrieval_fallback, degraded) if r is not None]
-            answer = self._answer(request, trace, "; ".join(reasons) or None)
+            # A CPU-served answer is the same model's answer, only slower: reported, but not sent for review.
+            flagged = [r for r in (request.retrieval_fallback, degraded) if r is not None]
+            reasons = [r for r in (request.retrieval_fallback, trace.device_fallback, degraded) if r is not None]
+            answer = self._answer(request, trace, "; ".join(reasons) or None, needs_review=bool(flagged))
             if answer.needs_review and self._review is not None:
                 review = self._review
                 answer.review_id = await asyncio.to_thread(
@@ -236,7 +238,7 @@ class RagPipeline:
         sampling_params(options)  # raises ValueError on bad sampling options
         return min(top_k, self.settings.rag.max_context_chunks)
 
-    def _answer(self, request: _Prepared, trace: GenerationTrace, degraded: str | None) -> Answer:
+    def _answer(self, request: _Prepared, trace: GenerationTrace, degraded: str | None, needs_review: bool) -> Answer:
         timings = request.timings
         timings.queue_ms = trace.queue_ms
         timings.prefill_ms = trace.ttft_ms() - trace.queue_ms
@@ -254,7 +256,7 @@ class RagPipeline:
             cached_prompt_tokens=trace.num_cached_prompt_tokens,
             finish_reason=trace.finish_reason or "stop",
             confidence=confidence,
-            needs_review=degraded is not None or confidence < self.settings.rag.review_threshold,
+            needs_review=needs_review or confidence < self.settings.rag.review_threshold,
             degraded=degraded,
         )
 

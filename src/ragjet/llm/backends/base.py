@@ -41,6 +41,7 @@ class TextDelta:
     logprobs: list[float] | None = None  # one logprob per new token, when requested and reported
     num_prompt_tokens: int = 0  # 0 when the backend does not report it
     num_cached_tokens: int = 0  # prompt tokens served from the prefix cache
+    fallback: str | None = None  # set when a fallback device produced this delta, e.g. "gpu oom: retried on cpu"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,23 @@
-"""The in-process backend: our own engine (paged KV, continuous batching) behind the asyncio front."""
+"""The in-process backend: our own engine (paged KV, continuous batching) behind the asyncio front.
+
+On a CUDA device the backend also fails over to the CPU (see cpu_fallback.py): a request that hits an
+out-of-memory or a CUDA error is finished on a CPU twin of the engine, and later requests go there too
+until the GPU passes a probe again. Deltas produced on the CPU carry the reason in `TextDelta.fallback`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
+import torch
+
+from ragjet.device import is_device_failure, probe_device
 from ragjet.llm.backends.base import LLMBackend, Messages, TextDelta
+from ragjet.llm.backends.cpu_fallback import RETRIED_ON_CPU, SERVED_ON_CPU, CpuFallback
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
 
 if TYPE_CHECKING:
@@ -19,9 +30,10 @@ if TYPE_CHECKING:
 class NativeBackend(LLMBackend):
     name = "native"
 
-    def __init__(self, engine: AsyncLLMEngine, tokenizer: Tokenizer):
+    def __init__(self, engine: AsyncLLMEngine, tokenizer: Tokenizer, cpu_fallback: CpuFallback | None = None):
         self.engine = engine
         self.tokenizer = tokenizer
+        self.cpu_fallback = cpu_fallback  # None on a CPU device: there is nowhere to fall back to
 
     @classmethod
     def from_settings(cls, settings: LLMSettings) -> NativeBackend:
@@ -29,30 +41,43 @@ class NativeBackend(LLMBackend):
 
         Errors: ModelNotFoundError for an unknown name or path, ValueError for an unusable model file.
         """
-        from ragjet.device import default_dtype, pick_device
-        from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
-        from ragjet.llm.loaders import load_model
-        from ragjet.llm.quantize import quantize_model
+        from ragjet.device import pick_device
 
         device = pick_device(settings.device)
-        loaded = load_model(settings.model, device=device, dtype=default_dtype(device, settings.dtype))
-        mode = settings.quantization
-        quantize_model(loaded.model, ("int8" if device.type == "cpu" else "none") if mode == "auto" else mode)
-        config = EngineConfig(
-            max_num_seqs=settings.max_num_seqs,
-            max_num_batched_tokens=settings.max_num_batched_tokens,
-            max_model_len=settings.max_model_len,
-            block_size=settings.block_size,
-            kv_cache_memory_gb=settings.kv_cache_memory_gb,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            max_waiting=settings.max_waiting,
-            enable_prefix_caching=settings.enable_prefix_caching,
-        )
-        return cls(AsyncLLMEngine(LLMEngine(loaded, config)), loaded.tokenizer)
+        engine, tokenizer = build_engine(settings, device)
+        fallback = None
+        if device.type == "cuda":
+            cpu = torch.device("cpu")
+            fallback = CpuFallback(lambda: build_engine(settings, cpu)[0], functools.partial(probe_device, device))
+        return cls(engine, tokenizer, fallback)
 
     async def stream(self, prompt: str | Messages, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
         text = prompt if isinstance(prompt, str) else self.format_chat(prompt)
-        async with aclosing(self.engine.stream_text(text, params)) as deltas:
+        fallback = self.cpu_fallback
+        cpu_engine = None if fallback is None else await fallback.engine_while_unhealthy()
+        if cpu_engine is not None:
+            async with aclosing(_tagged(cpu_engine.stream_text(text, params), SERVED_ON_CPU)) as deltas:
+                async for delta in deltas:
+                    yield delta
+            return
+        generated, num_tokens = [], 0
+        try:
+            async with aclosing(self.engine.stream_text(text, params)) as deltas:
+                async for delta in deltas:
+                    generated.append(delta.text)
+                    num_tokens += delta.num_tokens
+                    yield delta
+            return
+        except Exception as exc:
+            if fallback is None or not is_device_failure(exc):
+                raise
+            cpu_engine = await fallback.fail_over(exc)
+        # Finish on the CPU what the GPU began: the text so far extends the prompt, the budget shrinks by it.
+        if num_tokens >= params.max_tokens:
+            yield TextDelta("", 0, finish_reason="length", fallback=RETRIED_ON_CPU)
+            return
+        rest = dataclasses.replace(params, max_tokens=params.max_tokens - num_tokens)
+        async with aclosing(_tagged(cpu_engine.stream_text(text + "".join(generated), rest), RETRIED_ON_CPU)) as deltas:
             async for delta in deltas:
                 yield delta
 
@@ -63,7 +88,46 @@ class NativeBackend(LLMBackend):
         return len(self.tokenizer.encode(text))
 
     def stats(self) -> EngineStats:
+        fallback = self.cpu_fallback
+        if fallback is not None and fallback.is_on_cpu and fallback.cpu_engine is not None:
+            return fallback.cpu_engine.stats()
         return self.engine.stats()
 
     async def close(self) -> None:
         await self.engine.shutdown(drain=True)
+        if self.cpu_fallback is not None and self.cpu_fallback.cpu_engine is not None:
+            await self.cpu_fallback.cpu_engine.shutdown(drain=True)
+
+
+def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLMEngine, Tokenizer]:
+    """Load the model onto `device` and start an engine over it; the CPU twin of a GPU engine gets CPU choices
+    (fp32 weights, int8 unless quantization is off, an automatically sized KV pool)."""
+    from ragjet.device import default_dtype
+    from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
+    from ragjet.llm.loaders import load_model
+    from ragjet.llm.quantize import quantize_model
+
+    is_twin = device.type == "cpu" and settings.device not in ("auto", "cpu")
+    dtype = default_dtype(device, "auto" if is_twin else settings.dtype)
+    loaded = load_model(settings.model, device=device, dtype=dtype)
+    mode = settings.quantization
+    if mode == "auto" or (is_twin and mode == "bf16"):
+        mode = "int8" if device.type == "cpu" else "none"
+    quantize_model(loaded.model, mode)
+    config = EngineConfig(
+        max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        max_model_len=settings.max_model_len,
+        block_size=settings.block_size,
+        kv_cache_memory_gb=0.0 if is_twin else settings.kv_cache_memory_gb,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_waiting=settings.max_waiting,
+        enable_prefix_caching=settings.enable_prefix_caching,
+    )
+    return AsyncLLMEngine(LLMEngine(loaded, config)), loaded.tokenizer
+
+
+async def _tagged(deltas: AsyncGenerator[TextDelta, None], reason: str) -> AsyncGenerator[TextDelta, None]:
+    async with aclosing(deltas) as source:
+        async for delta in source:
+            yield dataclasses.replace(delta, fallback=reason)
