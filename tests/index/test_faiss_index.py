@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from ragjet.config import IndexSettings
 from ragjet.index import FaissIndex, load_index
+from ragjet.index.faiss_gpu import GpuReplica, gpu_available
 from support.vectors import DIM, VectorSet, clustered, exact_top_k, recall
 
 ANN_KINDS = ("ivf_flat", "ivf_pq", "hnsw")
@@ -129,3 +131,44 @@ def test_bad_input_is_refused(vector_set: VectorSet) -> None:
         FaissIndex(DIM, IndexSettings(kind="ivf_pq", pq_m=7))
     with pytest.raises(ValueError, match="not 'flat'"):
         FaissIndex(DIM, IndexSettings(kind="flat"))
+
+
+def test_gpu_replica_serves_unfiltered_search_and_follows_changes(vector_set: VectorSet) -> None:
+    """The replica's bookkeeping, with a CPU clone standing in for the GPU copy (this machine has no GPU)."""
+    copies: list[faiss.Index] = []
+
+    def to_gpu(source: faiss.Index) -> faiss.Index:
+        copies.append(faiss.clone_index(source))
+        return copies[-1]
+
+    replica, reference = GpuReplica(to_gpu), FaissIndex(DIM, settings("ivf_flat"))
+    index = FaissIndex(DIM, settings("ivf_flat"), gpu=replica)
+    for target in (index, reference):
+        target.add(vector_set.ids[:3000], vector_set.vectors[:3000])
+    assert not replica.is_live  # made on the first search, not at build
+    _, ids = index.search(vector_set.queries, 10)
+    np.testing.assert_array_equal(ids, reference.search(vector_set.queries, 10)[1])
+    assert len(copies) == 1 and copies[0].ntotal == 3000
+
+    for target in (index, reference):  # an add reaches the live replica; no new copy
+        target.add(vector_set.ids[3000:], vector_set.vectors[3000:])
+    np.testing.assert_array_equal(index.search(vector_set.queries, 10)[1], reference.search(vector_set.queries, 10)[1])
+    assert len(copies) == 1 and copies[0].ntotal == len(vector_set.ids)
+
+    gone = ids[:, 0]
+    index.remove(gone)  # GPU IVF cannot remove: the replica is dropped and made again
+    assert not replica.is_live
+    _, after = index.search(vector_set.queries, 10)
+    assert len(copies) == 2 and not np.isin(after, gone).any()
+
+    allowed = vector_set.ids[::2]  # id selectors run on the CPU index
+    index.search(vector_set.queries, 10, allowed_ids=allowed)
+    assert len(copies) == 2
+
+
+def test_cuda_index_device_without_faiss_gpu_is_a_clear_error() -> None:
+    if gpu_available():
+        pytest.skip("this faiss build has a GPU")
+    with pytest.raises(ValueError, match="faiss-gpu"):
+        FaissIndex(DIM, IndexSettings(kind="ivf_flat", device="cuda"))
+    assert FaissIndex(DIM, IndexSettings(kind="ivf_flat", device="auto"))._gpu is None

@@ -5,7 +5,8 @@ candidates, which are rescored exactly, so the scores returned are true inner pr
 lost to quantisation (PQ) is mostly won back. An IVF index needs training data; until the index holds
 enough vectors to train it, search is exact over the stored vectors (logged once), which is also
 faster at that size. HNSW cannot delete: removed ids become tombstones filtered from results, and the
-graph is rebuilt once they reach a quarter of the index.
+graph is rebuilt once they reach a quarter of the index. With faiss-gpu, unfiltered IVF searches run on
+a GPU replica (`faiss_gpu.GpuReplica`); faiss has no GPU HNSW, so HNSW stays on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from ragjet.atomic import atomic_write
 from ragjet.config import IndexSettings
+from ragjet.index.faiss_gpu import GpuReplica, wants_gpu
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ EXACT_FILTER_LIMIT = 50_000  # filtered searches over at most this many ids are 
 
 
 class FaissIndex:
-    def __init__(self, dim: int, settings: IndexSettings):
+    def __init__(self, dim: int, settings: IndexSettings, gpu: GpuReplica | None = None):
+        """`gpu`: where unfiltered IVF searches go; by default a GPU replica when `settings.device` and faiss allow."""
         if settings.kind not in MIN_TRAIN:
             raise ValueError(f"FaissIndex builds {', '.join(MIN_TRAIN)}, not {settings.kind!r}")
         if settings.kind == "ivf_pq" and dim % settings.pq_m:
@@ -41,6 +44,8 @@ class FaissIndex:
         self._row: dict[int, int] = {}
         self._tombstones: set[int] = set()
         self._ann: faiss.Index | None = None
+        use_gpu = settings.kind != "hnsw" and wants_gpu(settings.device)
+        self._gpu = gpu if gpu is not None else (GpuReplica() if use_gpu else None)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -56,6 +61,8 @@ class FaissIndex:
         self._row.update((int(i), start + n) for n, i in enumerate(ids))
         if self._ann is not None:
             self._ann.add_with_ids(vectors, ids)
+            if self._gpu is not None:
+                self._gpu.add(vectors, ids)
         elif len(self) >= MIN_TRAIN[self.kind]:
             self._build()
         elif start == 0:
@@ -81,6 +88,8 @@ class FaissIndex:
                 self._build()
         else:
             self._ann.remove_ids(faiss.IDSelectorBatch(np.asarray(gone, dtype=np.int64)))
+            if self._gpu is not None:
+                self._gpu.drop()
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
@@ -92,7 +101,10 @@ class FaissIndex:
             rows = np.arange(len(self)) if allowed_ids is None else self._rows_of(allowed_ids)
             return _exact(queries, self._vectors[rows], self._ids[rows], k)
         wanted = min(k * self.settings.refine_factor + len(self._tombstones), len(self) + len(self._tombstones))
-        _, candidates = self._ann.search(queries, max(wanted, 1), params=self._params(allowed_ids))
+        if self._gpu is not None and allowed_ids is None:
+            candidates = self._gpu.search(self._ann, queries, max(wanted, 1), self.settings.nprobe)
+        else:
+            _, candidates = self._ann.search(queries, max(wanted, 1), params=self._params(allowed_ids))
         scores, ids = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         for q, row_ids in enumerate(candidates):
             rows = self._rows_of(row_ids)  # drops padding and tombstones
@@ -126,6 +138,8 @@ class FaissIndex:
             log.info("trained %s on %d vectors (nlist=%d)", self.kind, n, nlist)
         ann.add_with_ids(self._vectors, self._ids)
         self._ann, self._tombstones = ann, set()
+        if self._gpu is not None:
+            self._gpu.drop()
 
     def save(self, path: Path) -> None:
         meta = {"kind": self.kind, "settings": self.settings.model_dump(), "tombstones": sorted(self._tombstones)}
