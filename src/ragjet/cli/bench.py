@@ -12,7 +12,7 @@ from ragjet.bench.report import markdown_table, write_suite
 from ragjet.cli import app
 
 # Each suite module exposes TITLE and run(quick) -> (rows, notes).
-SUITES = ("embed", "search", "ingest", "llm", "e2e")
+SUITES = ("embed", "search", "ingest", "llm", "e2e", "profile", "quality")
 
 
 @app.command()
