@@ -50,13 +50,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_live_server(data_dir: Path, model_dir: Path, corpus_dir: Path, **serve: object) -> Iterator[LiveServer]:
-    """Serve until the block ends; `serve` overrides the serve settings (auth is off unless asked for)."""
+def run_live_server(
+    data_dir: Path,
+    model_dir: Path,
+    corpus_dir: Path,
+    llm: dict[str, object] | None = None,
+    rag: dict[str, object] | None = None,
+    **serve: object,
+) -> Iterator[LiveServer]:
+    """Serve until the block ends; `serve` overrides the serve settings (auth is off unless asked for), `llm`
+    and `rag` those sections'."""
     settings = load_settings(
         data_dir=data_dir,
         embed={"device": "cpu"},
         index={"device": "cpu"},
-        llm={"model": str(model_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8},
+        llm={"model": str(model_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8, **(llm or {})},
+        rag=rag or {},
         serve={
             "port": free_port(),
             "grpc_port": free_port(),
