@@ -150,15 +150,17 @@ class RagPipeline:
         Leaving the stream early (aclose, client disconnect) cancels the generation in the engine.
         """
         deadline_s = options.deadline_s or self.settings.rag.deadline_s
+        deadline = Deadline.start(deadline_s)  # the clock runs from arrival, before any lookup or queueing
         with self.admission.admit(deadline_s):
-            resolved = self._resolved(question, options)
+            # SQLite off the loop: a review write holding the queue's lock must not stall every other request.
+            resolved = await deadline.run("review lookup", asyncio.to_thread(self._resolved, question, options))
             if resolved is not None:
                 for event in resolved:
                     if isinstance(event, AnswerDone):
                         self._notify(event.answer, options)
                     yield event
                 return
-            request = await self._prepare(question, options)
+            request = await self._prepare(question, options, deadline)
             yield AnswerStart(request.request_id, request.prompt.citations)
             trace = GenerationTrace()
             backend, params = _require(self._backend), sampling_params(options)
@@ -204,8 +206,7 @@ class RagPipeline:
         )
         return [AnswerStart(answer.request_id, citations), AnswerDelta(item.resolution), AnswerDone(answer)]
 
-    async def _prepare(self, question: str, options: AskOptions) -> _Prepared:
-        deadline = Deadline.start(options.deadline_s or self.settings.rag.deadline_s)
+    async def _prepare(self, question: str, options: AskOptions, deadline: Deadline) -> _Prepared:
         top_k = self._validate(question, options)
         timings = StageTimings()
         hits, fallback = await self._retrieve(

@@ -11,17 +11,19 @@ from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.auth import AuthError, Gatekeeper, bearer_key
 
 
-def _pipeline(request: Request) -> RagPipeline:
+# Async where nothing blocks: FastAPI runs a plain `def` dependency in its thread pool, a hop per request
+# that under load queues behind the pool's 40 threads before the pipeline (and its deadline) is reached.
+async def _pipeline(request: Request) -> RagPipeline:
     pipeline: RagPipeline = request.app.state.pipeline
     return pipeline
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _tenant(request: Request) -> str:
+def _tenant(request: Request) -> str:  # key lookup reads SQLite: stays in the thread pool
     """The caller's tenant from its API key (401 without a valid one when auth is on), rate-limited per key."""
     gate: Gatekeeper = request.app.state.gatekeeper
     key = bearer_key(request.headers.get("authorization"), request.headers.get("x-api-key"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -112,7 +113,9 @@ async def chat_completions(
     req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
-    known = {c.name for c in pipeline.list_collections(tenant)}
+    known: set[str] = set()
+    if not req.ragjet.collection:  # listing reads every collection's store: off the loop, and only when needed
+        known = {c.name for c in await asyncio.to_thread(pipeline.list_collections, tenant)}
     collection = resolve_collection(req.ragjet.collection, req.model, known, settings.serve.default_collection)
     options = ask_options(req, collection, tenant)
     if req.stream:
