@@ -23,7 +23,9 @@ ASK = {"messages": [{"role": "user", "content": "Where is Mount Etna?"}], "max_t
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corpus_dir: Path) -> Iterator[LiveServer]:
-    with run_live_server(tmp_path_factory.mktemp("auth-data"), tiny_llama_dir, corpus_dir, auth_enabled=True) as s:
+    roots = [tmp_path_factory.getbasetemp()]  # server-side ingestion may read the tests' temp folders, not /etc
+    data_dir = tmp_path_factory.mktemp("auth-data")
+    with run_live_server(data_dir, tiny_llama_dir, corpus_dir, auth_enabled=True, ingest_roots=roots) as s:
         yield s
 
 
@@ -128,3 +130,18 @@ def test_grpc_requires_keys_and_keeps_tenants_apart(server: LiveServer, keys: di
                 pb.IngestRequest(collection="x", paths=["/etc/hostname"]), metadata=[("x-api-key", keys["acme"])]
             )
         assert ingest.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_grpc_ingest_goes_to_the_callers_own_tenant(server: LiveServer, keys: dict[str, str], tmp_path: Path) -> None:
+    """A tenant ingesting into a collection name another tenant uses fills its own, separate collection."""
+    doc = tmp_path / "kites.md"
+    doc.write_text("# Kites\n\nA box kite has two square cells and flies steadily in strong wind.\n")
+    globex, acme = [("x-api-key", keys["globex"])], [("x-api-key", keys["acme"])]
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = pb_grpc.RagJetStub(channel)
+        stub.Ingest(pb.IngestRequest(collection=COLLECTION, paths=[str(doc)]), metadata=globex, timeout=60)
+        theirs = stub.Search(pb.SearchRequest(query="box kite", collection=COLLECTION), metadata=globex, timeout=30)
+        assert {h.source for h in theirs.hits} == {str(doc)}
+        ours = stub.Search(pb.SearchRequest(query="box kite", collection=COLLECTION), metadata=acme, timeout=30)
+        assert ours.hits and all(h.source != str(doc) for h in ours.hits)
+        assert stub.Health(pb.HealthRequest(), timeout=10).ready  # the one method without tenant data needs no key

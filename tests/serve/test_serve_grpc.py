@@ -60,3 +60,45 @@ def test_ingest_server_side_paths(stub: pb_grpc.RagJetStub, tmp_path: Path) -> N
     assert json.loads(reply.report_json)["num_added"] == 1
     hits = stub.Search(pb.SearchRequest(query="box kite", collection="kites"), timeout=30).hits
     assert hits[0].source == str(doc)
+
+
+def test_overload_and_rate_limits_are_resource_exhausted_with_a_retry_time(
+    stub: pb_grpc.RagJetStub, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragjet.serve.limits import RateLimiter
+
+    ask = pb.AskRequest(question="Which lava flows quickly?", max_tokens=2)
+    monkeypatch.setattr(live_server.pipeline.admission, "max_in_flight", 0)  # admission refuses everything
+    with pytest.raises(grpc.RpcError) as overloaded:
+        list(stub.Ask(ask, timeout=30))
+    assert overloaded.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "capacity" in overloaded.value.details()
+    assert dict(overloaded.value.trailing_metadata())["retry-after"] == "1"
+    monkeypatch.undo()
+
+    monkeypatch.setattr(live_server.gatekeeper, "limiter", RateLimiter(0.01, 1))  # one request, then 100 s to wait
+    stub.Search(pb.SearchRequest(query="lava"), timeout=30)
+    for call in (lambda: stub.Search(pb.SearchRequest(query="lava"), timeout=30), lambda: list(stub.Ask(ask))):
+        with pytest.raises(grpc.RpcError) as limited:
+            call()
+        assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert int(dict(limited.value.trailing_metadata())["retry-after"]) >= 90
+    monkeypatch.undo()
+    assert list(stub.Ask(ask, timeout=60))[-1].HasField("done")
+
+
+def test_a_deadline_passed_before_generation_is_deadline_exceeded(
+    stub: pb_grpc.RagJetStub, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    batcher = live_server.pipeline._batcher
+    embed = batcher.embed
+
+    async def slow_embed(text: str):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(1.0)
+        return await embed(text)
+
+    monkeypatch.setattr(batcher, "embed", slow_embed)
+    with pytest.raises(grpc.RpcError) as late:
+        list(stub.Ask(pb.AskRequest(question="Which lava flows quickly?", deadline_s=0.2), timeout=30))
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "query embedding" in late.value.details()

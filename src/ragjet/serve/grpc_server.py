@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
@@ -11,6 +12,7 @@ import grpc
 from ragjet import __version__
 from ragjet.config import Settings
 from ragjet.llm.engine.errors import EngineOverloadedError
+from ragjet.rag.deadline import DeadlineExceededError
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions, Citation
 from ragjet.serve.auth import AuthError, Gatekeeper, allowed_path, bearer_key
@@ -52,14 +54,17 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext) -> None:
     """Map pipeline errors to gRPC status codes (the REST API maps the same errors to HTTP statuses)."""
     if isinstance(exc, AuthError):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RateLimitedError | EngineOverloadedError):
+        # The REST API's Retry-After, as trailing metadata: whole seconds, at least 1.
+        retry_after = max(1, math.ceil(getattr(exc, "retry_after_s", 1.0)))
+        context.set_trailing_metadata((("retry-after", str(retry_after)),))
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     if isinstance(exc, PermissionError):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
     if isinstance(exc, CollectionNotFoundError):
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, EngineOverloadedError):
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    if isinstance(exc, DeadlineExceededError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
     if isinstance(exc, ValueError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     raise exc
@@ -71,6 +76,7 @@ SERVICE_ERRORS = (
     PermissionError,
     CollectionNotFoundError,
     EngineOverloadedError,
+    DeadlineExceededError,
     ValueError,
 )
 
