@@ -18,6 +18,7 @@ require_layers()
 from ragjet.bench.overload import (  # noqa: E402
     DEADLINE_SLACK_S,
     OverloadConfig,
+    ServerProcess,
     rss_mb,
     run_overload,
     server_process,
@@ -36,7 +37,7 @@ RSS_GROWTH_MB = 32  # round 2 may not end this much above round 1
 @pytest.fixture(scope="module")
 def overload_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corpus_dir: Path
-) -> Iterator[tuple[str, int]]:
+) -> Iterator[ServerProcess]:
     settings: dict[str, dict[str, object]] = {
         "llm": {"model": str(tiny_llama_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8},
         "embed": {"device": "cpu"},
@@ -45,13 +46,13 @@ def overload_server(
         "serve": {"default_collection": COLLECTION, "auth_enabled": False, "log_level": "warning",
                   "rate_limit_per_s": 1e6, "rate_limit_burst": 1_000_000},  # admission control sheds, not the limiter
     }  # fmt: skip
-    with server_process(settings, tmp_path_factory.mktemp("overload-data")) as (url, pid):
-        upload(url, COLLECTION, sorted(corpus_dir.iterdir()))
-        yield url, pid
+    with server_process(settings, tmp_path_factory.mktemp("overload-data")) as server:
+        upload(server.url, COLLECTION, sorted(corpus_dir.iterdir()))
+        yield server
 
 
-def test_four_times_the_sustainable_rate(overload_server: tuple[str, int]) -> None:
-    url, pid = overload_server
+def test_four_times_the_sustainable_rate(overload_server: ServerProcess) -> None:
+    url, pid = overload_server.url, overload_server.process.pid
     report = asyncio.run(run_overload(url, CONFIG, pid=pid))
     print(f"\noverload: {report.to_json()}")
     assert report.alive_after and report.sustainable_rps > 0

@@ -235,10 +235,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class ServerProcess:
+    url: str
+    grpc_target: str
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def server_process(settings: dict[str, dict[str, object]], data_dir: Path) -> Iterator[tuple[str, int]]:
+def server_process(settings: dict[str, dict[str, object]], data_dir: Path) -> Iterator[ServerProcess]:
     """`ragjet serve` in a subprocess on free localhost ports, configured by RAGJET_* variables from
-    `settings` ({section: {field: value}}); yields (url, pid) once /readyz answers, stops it afterwards."""
+    `settings` ({section: {field: value}}); yielded once /readyz answers, stopped (SIGTERM) afterwards."""
     port, grpc_port = free_port(), free_port()
     env = {**os.environ, "RAGJET_DATA_DIR": str(data_dir), "RAGJET_CONFIG": str(data_dir / "none.toml")}
     for section, fields in settings.items():
@@ -252,7 +259,7 @@ def server_process(settings: dict[str, dict[str, object]], data_dir: Path) -> It
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process)
-        yield url, process.pid
+        yield ServerProcess(url, f"127.0.0.1:{grpc_port}", process)
     finally:
         process.terminate()  # SIGTERM: uvicorn drains, then gRPC stops
         try:

@@ -13,6 +13,8 @@ from ragjet.config import ConfigError, Settings, load_settings
 from ragjet.obs.logs import configure_logging
 
 console = Console(stderr=True)
+HTTP_GRACE_S = 30  # in-flight HTTP requests may finish for this long after SIGTERM
+GRPC_GRACE_S = 10  # then in-flight gRPC calls
 
 
 async def serve_forever(settings: Settings) -> None:
@@ -23,21 +25,25 @@ async def serve_forever(settings: Settings) -> None:
 
     configure_logging(settings.serve.log_level, settings.serve.log_json)
     pipeline, gatekeeper = RagPipeline(settings), make_gatekeeper(settings)
+    app = create_app(settings, pipeline, gatekeeper)
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, pipeline, gatekeeper),
+            app,
             host=settings.serve.host,
             port=settings.serve.port,
             log_level=settings.serve.log_level,
             log_config=None,  # configure_logging owns the handlers: one format for ragjet and uvicorn
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=HTTP_GRACE_S,
         )
     )
     grpc_server = await start_grpc_server(pipeline, settings, gatekeeper)
+    # Shutdown order: uvicorn stops accepting and drains HTTP, then gRPC drains (still with a live pipeline),
+    # then the pipeline closes. The `finally` covers a uvicorn that failed before its lifespan ran.
+    app.state.before_close.append(lambda: grpc_server.stop(grace=GRPC_GRACE_S))
     try:
         await http.serve()
     finally:
-        await grpc_server.stop(grace=5)
+        await grpc_server.stop(grace=GRPC_GRACE_S)
 
 
 def print_banner(settings: Settings) -> None:

@@ -37,11 +37,14 @@ def create_app(
         try:
             yield
         finally:
+            for hook in app.state.before_close:  # e.g. drain gRPC, which shares the pipeline, before closing it
+                await hook()
             await pipeline.close()
 
     app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
     app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()
     app.state.gatekeeper = gatekeeper or make_gatekeeper(settings)
+    app.state.before_close = []  # async callables run at shutdown, after HTTP drained, before the pipeline closes
     pipeline.observers.append(app.state.metrics.observe_answer)
     if settings.serve.tracing:
         enable_tracing()
