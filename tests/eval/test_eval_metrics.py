@@ -8,7 +8,9 @@ import pytest
 
 from ragjet.eval.metrics import (
     answer_contained,
+    auroc,
     exact_match,
+    is_correct,
     mrr_at_k,
     ndcg_at_k,
     normalize_answer,
@@ -85,3 +87,34 @@ def test_answer_contained_matches_whole_normalised_words():
     assert answer_contained("CPython is written in C.", ["C"]) == 1.0
     assert answer_contained("CPython is the reference.", ["C"]) == 0.0
     assert answer_contained("anything", ["the"]) == 0.0  # an answer that normalises to nothing never matches
+
+
+def _pairwise_auroc(scores: list[float], labels: list[bool]) -> float:
+    """The definition itself: over every (right, wrong) pair, 1 if the right one scores higher, 1/2 on a tie."""
+    pairs = [
+        (r, w)
+        for r, lr in zip(scores, labels, strict=True)
+        for w, lw in zip(scores, labels, strict=True)
+        if lr and not lw
+    ]
+    return sum(1.0 if r > w else 0.5 if r == w else 0.0 for r, w in pairs) / len(pairs)
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels"),
+    [
+        ([0.9, 0.8, 0.3, 0.1], [True, True, False, False]),  # perfect separation
+        ([0.1, 0.3, 0.8, 0.9], [True, True, False, False]),  # perfectly inverted
+        ([0.5, 0.5, 0.5, 0.2, 0.7], [True, False, True, False, False]),  # ties across classes
+        ([0.4, 0.4, 0.4], [True, False, False]),  # all tied
+    ],
+)
+def test_auroc_matches_the_pairwise_definition(scores: list[float], labels: list[bool]):
+    assert auroc(scores, labels) == pytest.approx(_pairwise_auroc(scores, labels))
+
+
+def test_auroc_needs_both_classes_and_correctness_is_f1_or_containment():
+    assert auroc([0.2, 0.9], [True, True]) is None
+    assert is_correct("It was Guido van Rossum, in 1991", ["Guido van Rossum"])  # contained
+    assert is_correct("van Rossum", ["Guido van Rossum"])  # F1 0.8
+    assert not is_correct("Linus", ["Guido van Rossum"])

@@ -34,6 +34,12 @@ def test_score_averages_hand_computed_per_query_values():
     assert metrics["contains"] == pytest.approx(1.0)
 
 
+def test_confidence_auroc_ranks_right_answers_against_wrong_ones():
+    right, wrong = QueryOutcome("q1", [], {}, "Guido van Rossum", 0.6), QueryOutcome("q2", [], {}, "1989", 0.4)
+    assert score(DATASET, [right, wrong])["confidence_auroc"] == pytest.approx(1.0)
+    assert "confidence_auroc" not in score(DATASET, [right])  # one class only: undefined
+
+
 def test_retrieval_only_runs_have_no_answer_metrics():
     metrics = score(DATASET, [QueryOutcome("q1", [], {})])
     assert set(metrics) == {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"}

@@ -90,3 +90,35 @@ def answer_contained(prediction: str, gold_answers: Sequence[str]) -> float:
     """
     predicted = f" {normalize_answer(prediction)} "
     return float(any(norm and f" {norm} " in predicted for norm in map(normalize_answer, gold_answers)))
+
+
+CORRECT_F1 = 0.5  # an answer counts as right when its token F1 reaches this, or it contains a gold answer
+
+
+def is_correct(prediction: str, gold_answers: Sequence[str]) -> bool:
+    """The right/wrong label that confidence is judged against."""
+    return token_f1(prediction, gold_answers) >= CORRECT_F1 or answer_contained(prediction, gold_answers) == 1.0
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve: the chance that a random right answer scores above a random wrong one
+    (ties count half). None unless both right and wrong answers are present. Computed from ranks
+    (Mann-Whitney U), with tied scores given their average rank."""
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    num_right = sum(labels)
+    num_wrong = len(labels) - num_right
+    if num_right == 0 or num_wrong == 0:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1  # 1-based average rank of the tie group
+        start = end + 1
+    rank_sum = sum(rank for rank, right in zip(ranks, labels, strict=True) if right)
+    return (rank_sum - num_right * (num_right + 1) / 2) / (num_right * num_wrong)

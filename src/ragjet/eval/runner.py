@@ -20,7 +20,9 @@ from ragjet.config import Settings
 from ragjet.eval.datasets import EvalDataset, write_corpus_files
 from ragjet.eval.metrics import (
     answer_contained,
+    auroc,
     exact_match,
+    is_correct,
     mrr_at_k,
     ndcg_at_k,
     recall_at_k,
@@ -46,6 +48,7 @@ class QueryOutcome:
     ranked_ids: list[str]  # distinct corpus ids, best first
     timings: dict[str, float]  # StageTimings.as_dict() of this query
     answer: str | None = None  # generated text, citation marks removed
+    confidence: float | None = None  # the pipeline's confidence in that answer
 
 
 @dataclass(slots=True)
@@ -54,7 +57,8 @@ class EvalResult:
     dataset: str
     kind: str
     num_queries: int
-    metrics: dict[str, float]  # "recall@1" … "ndcg@10", and "exact_match", "f1", "contains" with answers
+    metrics: dict[str, float]  # "recall@1" … "ndcg@10"; with answers "exact_match", "f1", "contains", and
+    # "confidence_auroc" (how well confidence separates right from wrong answers; only when both occur)
     latency_ms: dict[str, dict[str, float]]  # stage → {"p50", "p90", "p99"}; stages that took any time
     outcomes: list[QueryOutcome]
 
@@ -77,7 +81,13 @@ def score(dataset: EvalDataset, outcomes: list[QueryOutcome]) -> dict[str, float
             row["contains"] = answer_contained(outcome.answer, query.answers)
         rows.append(row)
     names = dict.fromkeys(name for row in rows for name in row)
-    return {name: sum(row[name] for row in rows if name in row) / sum(name in row for row in rows) for name in names}
+    means = {name: sum(row[name] for row in rows if name in row) / sum(name in row for row in rows) for name in names}
+    judged = [(o.confidence, is_correct(o.answer, queries[o.query_id].answers)) for o in outcomes
+              if o.answer is not None and o.confidence is not None and queries[o.query_id].answers]  # fmt: skip
+    separation = auroc([c for c, _ in judged], [right for _, right in judged])
+    if separation is not None:
+        means["confidence_auroc"] = separation
+    return means
 
 
 def latency_summary(timings: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -149,7 +159,8 @@ async def _run_generation(
             hits = await pipeline.search(query.text, collection, CHUNK_HITS)
             answer = await pipeline.ask(query.text, options)
             text = " ".join(_CITATION_MARK.sub(" ", answer.text).split())
-            outcomes.append(QueryOutcome(query.id, _ranked_ids(hits, stems), answer.timings.as_dict(), text))
+            ranked = _ranked_ids(hits, stems)
+            outcomes.append(QueryOutcome(query.id, ranked, answer.timings.as_dict(), text, answer.confidence))
         return outcomes
     finally:
         _delete_quietly(pipeline, collection)
