@@ -319,10 +319,10 @@ def main() -> None:
         }  # fmt: skip
         with (
             tempfile.TemporaryDirectory(prefix="ragjet-overload-") as data_dir,
-            server_process(settings, Path(data_dir)) as (url, pid),
+            server_process(settings, Path(data_dir)) as server,
         ):
-            upload(url, "overload", sorted(args.corpus.glob("*.md")))
-            report = asyncio.run(run_overload(url, cfg, pid))
+            upload(server.url, "overload", sorted(args.corpus.glob("*.md")))
+            report = asyncio.run(run_overload(server.url, cfg, server.process.pid))
     text = json.dumps(report.to_json(), indent=2)
     print(text)
     if args.json is not None:
