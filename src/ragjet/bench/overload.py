@@ -40,6 +40,7 @@ DEADLINE_SLACK_S = 0.5  # HTTP and JSON overhead on top of the pipeline's own de
 class OverloadConfig:
     questions: tuple[str, ...]
     collection: str | None = None  # None: the server's default collection
+    top_k: int | None = None  # sources per prompt; None: the server's retrieve.top_k
     max_tokens: int = 16
     deadline_s: float = 5.0  # every request's budget (`ragjet.deadline_s`)
     calibration_clients: int = 8  # as many as the engine decodes together (llm.max_num_seqs)
@@ -122,6 +123,8 @@ def request_body(cfg: OverloadConfig, i: int) -> dict[str, Any]:
     options: dict[str, Any] = {"deadline_s": cfg.deadline_s}
     if cfg.collection is not None:
         options["collection"] = cfg.collection
+    if cfg.top_k is not None:
+        options["top_k"] = cfg.top_k
     question = cfg.questions[i % len(cfg.questions)]
     return {"messages": [{"role": "user", "content": question}], "max_tokens": cfg.max_tokens,
             "temperature": 0.0, "ragjet": options}  # fmt: skip
@@ -302,11 +305,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--deadline", type=float, default=5.0)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--top-k", type=int, default=None, help="sources per prompt (default: the server's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()
     questions = tuple(args.question or DEMO_QUESTIONS)
-    cfg = OverloadConfig(questions, args.collection, args.max_tokens, args.deadline, multiple=args.multiple,
-                         duration_s=args.duration, round_timeout_s=args.duration + args.deadline + 60)  # fmt: skip
+    cfg = OverloadConfig(questions, collection=args.collection, top_k=args.top_k, max_tokens=args.max_tokens,
+                         deadline_s=args.deadline, multiple=args.multiple, duration_s=args.duration,
+                         round_timeout_s=args.duration + args.deadline + 60)  # fmt: skip
     if args.url is not None:
         report = asyncio.run(run_overload(args.url, cfg, args.pid))
     else:
