@@ -64,6 +64,7 @@ class Outcome:
     latency_s: float
     degraded: str | None = None
     retry_after: str | None = None
+    finish_reason: str | None = None
     pipeline_s: float = 0.0  # the server's own clock of the answer (timings_ms.total_ms), arrival in the pipeline on
 
 
@@ -81,7 +82,8 @@ class RoundReport:
     max_latency_s: float
     p99_pipeline_s: float  # the same requests by the server's own clock: the rest was spent before the pipeline
     num_late: int  # served later than deadline_s + DEADLINE_SLACK_S
-    num_cut_off: int  # served, but the generator hit the deadline ("generator timeout: extractive answer")
+    num_cut_off: int  # served, but generation was cut off at the deadline (finish_reason "timeout")
+    num_extractive: int  # of those, answered with the top passages because no word had been generated
     retry_after: list[str]  # distinct Retry-After values of the 429s
     wall_s: float
     rss_before_mb: float
@@ -137,9 +139,12 @@ async def send_one(client: httpx.AsyncClient, body: dict[str, Any], timeout_s: f
     except httpx.HTTPError:
         return Outcome(0, time.perf_counter() - started)
     latency = time.perf_counter() - started
-    info = (response.json().get("ragjet") or {}) if response.status_code == 200 else {}
+    body = response.json() if response.status_code == 200 else {}
+    info = body.get("ragjet") or {}
+    finish = (body.get("choices") or [{}])[0].get("finish_reason")
     pipeline_s = float(info.get("timings_ms", {}).get("total_ms", 0.0)) / 1e3
-    return Outcome(response.status_code, latency, info.get("degraded"), response.headers.get("retry-after"), pipeline_s)
+    retry_after = response.headers.get("retry-after")
+    return Outcome(response.status_code, latency, info.get("degraded"), retry_after, finish, pipeline_s)
 
 
 async def calibrate(client: httpx.AsyncClient, cfg: OverloadConfig) -> tuple[float, float]:
@@ -204,7 +209,8 @@ async def overload_round(
         max_latency_s=last_answer,
         p99_pipeline_s=percentile([o.pipeline_s for o in served], 99),
         num_late=sum(o.latency_s > cfg.deadline_s + DEADLINE_SLACK_S for o in served),
-        num_cut_off=sum((o.degraded or "").startswith("generator timeout") for o in served),
+        num_cut_off=sum(o.finish_reason == "timeout" for o in served),
+        num_extractive=sum((o.degraded or "").startswith("generator timeout") for o in served),
         retry_after=sorted({o.retry_after for o in outcomes if o.status == 429 and o.retry_after}),
         wall_s=wall,
         rss_before_mb=rss_before,
