@@ -2,7 +2,7 @@
 schema-violating requests, and not one 5xx. The server is a private one (its own data folder), since the
 fuzzer creates and deletes collections at random.
 
-RAGJET_FUZZ_EXAMPLES sets the examples per operation and mode (default 12: about 20 s here); the counts
+RAGJET_FUZZ_EXAMPLES sets the examples per operation and mode (default 8: about 15 s here); the counts
 are printed (pytest -s) for docs/reliability.md.
 """
 
@@ -25,7 +25,7 @@ require_layers()
 
 from support.live_server import LiveServer, run_live_server  # noqa: E402
 
-EXAMPLES = int(os.environ.get("RAGJET_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("RAGJET_FUZZ_EXAMPLES", "8"))
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,25 @@
-"""The bounded overload test, small: a tiny-stack `ragjet serve` subprocess offered 4× the rate it sustains
-keeps running, sheds the excess with 429 + Retry-After, answers what it accepts within the deadline, and its
-memory does not grow from one overload round to the next. The server has its own process, as in production:
-a load generator sharing its interpreter would steal the event loop's CPU and add its own queueing."""
+"""A real `ragjet serve` process (tiny stack) under overload, then shut down.
+
+The bounded overload test, small: offered 4× the rate it sustains, the server keeps running, sheds the
+excess with 429 + Retry-After, answers what it accepts within the deadline, and its memory does not grow
+from one overload round to the next. The server has its own process, as in production: a load generator
+sharing its interpreter would steal the event loop's CPU and add its own queueing.
+
+Then graceful shutdown (the last test, on the same process): on SIGTERM the answers in flight, over HTTP
+and gRPC, are finished and delivered, new connections are refused, and the process exits by itself."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+import httpx
 import pytest
 
 from support.stack import require_layers
@@ -24,6 +35,8 @@ from ragjet.bench.overload import (  # noqa: E402
     server_process,
     upload,
 )
+from ragjet.serve.proto import ragjet_pb2 as pb  # noqa: E402
+from ragjet.serve.proto import ragjet_pb2_grpc as pb_grpc  # noqa: E402
 from support.tiny_models import COLLECTION  # noqa: E402
 
 QUESTIONS = ("Which lava flows quickly?", "What keeps a lighthouse lit?", "How does bread rise?")
@@ -31,6 +44,7 @@ CONFIG = OverloadConfig(
     QUESTIONS, max_tokens=8, deadline_s=2.0, calibration_clients=8, calibration_requests=16,
     multiple=4.0, duration_s=3.0, max_requests=200, round_timeout_s=30.0, rounds=2,
 )  # fmt: skip
+MAX_TOKENS = 600  # long enough to still be decoding when the signal arrives
 RSS_GROWTH_MB = 32  # round 2 may not end this much above round 1
 
 
@@ -64,3 +78,44 @@ def test_four_times_the_sustainable_rate(overload_server: ServerProcess) -> None
         assert r.num_late == 0 and r.max_latency_s <= CONFIG.deadline_s + DEADLINE_SLACK_S, r
     assert second.rss_after_mb - first.rss_after_mb < RSS_GROWTH_MB
     assert rss_mb(pid) > 0
+
+
+def test_sigterm_finishes_the_answers_in_flight_then_exits(overload_server: ServerProcess) -> None:
+    streaming, results = threading.Event(), {}
+    body = {"messages": [{"role": "user", "content": QUESTIONS[0]}], "max_tokens": MAX_TOKENS, "stream": True,
+            "ragjet": {"top_k": 1}}  # fmt: skip
+
+    def http_stream() -> None:
+        lines = []
+        with httpx.stream("POST", f"{overload_server.url}/v1/chat/completions", json=body, timeout=120) as response:
+            for line in response.iter_lines():
+                if '"content"' in line:
+                    streaming.set()
+                if line:
+                    lines.append(line)
+        results["http"] = lines
+
+    def grpc_ask() -> None:
+        with grpc.insecure_channel(overload_server.grpc_target) as channel:
+            request = pb.AskRequest(question=QUESTIONS[0], max_tokens=MAX_TOKENS, top_k=1)
+            results["grpc"] = list(pb_grpc.RagJetStub(channel).Ask(request, timeout=120))
+
+    threads = [threading.Thread(target=f) for f in (http_stream, grpc_ask)]
+    for t in threads:
+        t.start()
+    assert streaming.wait(60), "the answer never started streaming"
+    overload_server.process.send_signal(signal.SIGTERM)
+    signalled = time.perf_counter()
+    for t in threads:
+        t.join(120)
+
+    http = results["http"]
+    assert http[-1] == "data: [DONE]"
+    closing = json.loads(http[-2].removeprefix("data: "))
+    assert closing["choices"][0]["finish_reason"] in ("stop", "length") and closing["ragjet"]["degraded"] is None
+    done = results["grpc"][-1].done
+    assert done.finish_reason in ("stop", "length") and not done.degraded and done.completion_tokens > 0
+    assert overload_server.process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+    print(f"\nshutdown: SIGTERM to exit {time.perf_counter() - signalled:.2f} s, both answers delivered whole")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{overload_server.url}/healthz", timeout=5)
