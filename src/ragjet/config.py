@@ -72,8 +72,9 @@ class LLMSettings(Section):
     model: str = Field("SmolLM2-135M-Instruct", description="packaged model name, a GGUF file or an HF directory")
     device: Device = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    quantization: Literal["auto", "none", "int8", "bf16"] = Field(
-        "auto", description="weights after loading; auto = int8 weight-only on CPU, none (bf16 dtype) on CUDA"
+    quantization: Literal["auto", "none", "int8", "int4", "bf16"] = Field(
+        "auto",
+        description="weights after loading; auto = int4 (Q4_1 GGUF) or int8 weight-only on CPU, none (bf16) on CUDA",
     )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(4096, ge=16)

@@ -1,6 +1,7 @@
-"""Quantisation (int8 weight-only, bf16) against the fp32 model, and the decode fast paths against references:
-int8 linear vs fp32 matmul (bounded error), quantised tiny Llama vs fp32 (logits and greedy), paged
-attention (decode and mixed steps) vs dense per-sequence attention."""
+"""Quantisation (int8/int4 weight-only, bf16) against the fp32 model, and the decode fast paths against
+references: int8/int4 linears vs fp32 matmul (bounded error), int4 groups vs a llama.cpp Q4_1 grid (exact),
+quantised tiny Llama vs fp32 (logits and greedy), paged attention (decode and mixed steps) vs dense
+per-sequence attention."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import copy
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,13 +17,15 @@ from torch import nn
 
 from ragjet.llm.layers.attention import AttentionMetadata, paged_attention, uncached_metadata
 from ragjet.llm.layers.linear import (
+    Int4WeightOnlyLinear,
     Int8Embedding,
     Int8WeightOnlyLinear,
     dequantized_linear,
+    quantize_int4,
     quantize_int8,
 )
 from ragjet.llm.loaders import load_model
-from ragjet.llm.quantize import compute_dtype, quantize_model
+from ragjet.llm.quantize import auto_quantization, compute_dtype, quantize_model
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -77,9 +81,49 @@ def test_quantize_int8_rejects_a_weight_that_is_not_a_matrix() -> None:
         quantize_int8(torch.ones(4), torch.float32)
 
 
-@pytest.mark.parametrize("mode", ["int4", "", "INT8"])
+def q4_1_grid(num_rows: int, num_cols: int) -> torch.Tensor:
+    """A weight on llama.cpp's Q4_1 grid: ``d * q + m`` per block of 32 inputs, q in 0..15 (both ends used)."""
+    torch.manual_seed(0)
+    d = torch.rand(num_rows, num_cols // 32, 1) * 0.05 + 0.01
+    m = -torch.rand(num_rows, num_cols // 32, 1)
+    q = torch.randint(0, 16, (num_rows, num_cols // 32, 32))
+    q[..., 0], q[..., 1] = 0, 15
+    return (d * q + m).reshape(num_rows, num_cols)
+
+
+def test_quantize_int4_recovers_a_q4_1_grid_and_bounds_any_other_weight() -> None:
+    weight = q4_1_grid(24, 96)
+    q, scales_and_zeros = quantize_int4(weight, 32, torch.float32)
+    assert q.dtype == torch.int32 and q.shape == (24, 96) and scales_and_zeros.shape == (3, 24, 2)
+    scale, zero = (scales_and_zeros[..., i].T.repeat_interleave(32, dim=1) for i in (0, 1))  # (N, K) each
+    torch.testing.assert_close((q - 8) * scale + zero, weight, atol=1e-6, rtol=0)  # the same grid, exactly
+    other = torch.randn(24, 96)
+    q, scales_and_zeros = quantize_int4(other, 32, torch.float32)
+    scale, zero = (scales_and_zeros[..., i].T.repeat_interleave(32, dim=1) for i in (0, 1))
+    assert ((q - 8) * scale + zero - other).abs().le(scale / 2 * (1 + 1e-5)).all()
+
+
+def test_int4_linear_matches_its_dequantised_weight_and_the_fp32_matmul() -> None:
+    weight, bias = q4_1_grid(96, 64), torch.randn(96)
+    layer = Int4WeightOnlyLinear.from_float(weight, bias, torch.bfloat16)
+    relative_grid_error = (layer.dequantize().float() - weight).abs().max() / weight.abs().max()
+    assert relative_grid_error < 0.01  # bf16 rounding of scale, zero and the product
+    for num_tokens in (1, 7):
+        x = torch.randn(num_tokens, 64, dtype=torch.bfloat16)
+        out = layer(x)
+        assert out.shape == (num_tokens, 96) and out.dtype == torch.bfloat16
+        assert relative_error(out, F.linear(x.float(), weight, bias)) < 0.02
+        assert relative_error(out, F.linear(x, layer.dequantize(), layer.bias)) < 0.01
+
+
+def test_quantize_int4_rejects_inputs_not_divisible_by_the_group() -> None:
+    with pytest.raises(ValueError, match=r"in divisible by 32, got shape \(4, 40\)"):
+        quantize_int4(torch.ones(4, 40), 32, torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["int2", "", "INT8"])
 def test_unknown_mode_is_a_clear_error(tiny: nn.Module, mode: str) -> None:
-    with pytest.raises(ValueError, match=rf"quantization mode '{mode}' is not one of 'none', 'int8', 'bf16'"):
+    with pytest.raises(ValueError, match=rf"quantization mode '{mode}' is not one of 'none', 'int8', 'int4', 'bf16'"):
         quantize_model(copy.deepcopy(tiny), mode)  # type: ignore[arg-type]
 
 
@@ -134,6 +178,56 @@ def test_int8_tiny_model_logits_close_and_greedy_mostly_identical(
     reference, quantised = greedy(tiny, prompts, 16), greedy(model, prompts, 16)
     same = sum(a == b for r, q in zip(reference, quantised, strict=True) for a, b in zip(r, q, strict=True))
     assert same >= 0.75 * 32
+
+
+def test_int4_quantises_the_layers_keeps_an_int8_tied_head_and_stays_close(
+    tiny: nn.Module, greedy: Callable[..., list[list[int]]]
+) -> None:
+    model = quantize_model(copy.deepcopy(tiny), "int4")
+    layer = model.model.layers[0]
+    assert isinstance(layer.self_attn.qkv_proj, Int4WeightOnlyLinear) and isinstance(
+        layer.mlp.down_proj, Int4WeightOnlyLinear
+    )
+    assert isinstance(model.lm_head, Int8WeightOnlyLinear) and model.model.embed_tokens.weight is model.lm_head.weight
+    assert compute_dtype(model) == torch.bfloat16
+    ids = list(range(1, 120))
+    expected, logits = full_logits(tiny, ids), full_logits(model, ids)
+    kl = F.kl_div(logits.log_softmax(-1), expected.log_softmax(-1), log_target=True, reduction="batchmean")
+    assert relative_error(logits, expected) < 0.1 and kl < 0.02  # random weights: off the Q4_1 grid
+    prompts = [ids[:20], ids[40:47]]
+    reference, quantised = greedy(tiny, prompts, 16), greedy(model, prompts, 16)
+    same = sum(a == b for r, q in zip(reference, quantised, strict=True) for a, b in zip(r, q, strict=True))
+    assert same >= 0.6 * 32
+
+
+def test_int4_refuses_a_model_off_the_cpu(tiny_llama_dir: Path) -> None:
+    model = load_model(str(tiny_llama_dir), device="meta", dtype=torch.float32).model
+    with pytest.raises(ValueError, match="int4 quantization runs on the CPU only, not on meta"):
+        quantize_model(model, "int4")
+
+
+def as_q4_1(name: str, array: np.ndarray) -> tuple[np.ndarray, object]:
+    import gguf
+
+    if array.ndim == 1 or not name.startswith("blk."):  # norms F32; embedding Q8_0, as llama.cpp writes Q4_1
+        kind = gguf.GGMLQuantizationType.Q8_0
+        return (array, None) if array.ndim == 1 else (gguf.quants.quantize(array, kind), kind)
+    return gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q4_1), gguf.GGMLQuantizationType.Q4_1
+
+
+def test_auto_serves_int4_for_a_q4_1_gguf_on_the_cpu_only(
+    tiny_llama_dir: Path, gguf_writer: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = gguf_writer(tiny_llama_dir, tmp_path / "q4_1.gguf", as_q4_1)
+    assert auto_quantization(torch.device("cpu"), path) == "int4"
+    assert auto_quantization(torch.device("cuda"), path) == "none"
+    assert auto_quantization(torch.device("cpu"), tiny_llama_dir) == "int8"  # HF directory
+    fp32 = load_model(str(path), cache_dir=tmp_path).model
+    model = quantize_model(copy.deepcopy(fp32), "int4")
+    for ours, theirs in zip(model.model.layers, fp32.model.layers, strict=True):  # the file's grid, held exactly
+        expected = theirs.mlp.gate_up_proj.weight
+        grid_error = (ours.mlp.gate_up_proj.dequantize().float() - expected).abs().max() / expected.abs().max()
+        assert grid_error < 0.01
 
 
 def test_bf16_casts_everything_and_stays_close(tiny: nn.Module) -> None:

@@ -235,7 +235,8 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     prefix_case = f"prefix-cache hit, ~{cfg.num_prompt_tokens}-token prompt"
     rows.append(BenchRow(SUITE, prefix_case, "TTFT", hit * 1e3, "ms", "ragjet, cache miss", miss * 1e3, False))
     notes = [
-        f"CPU, {num_threads} torch threads: ragjet with int8 weight-only linears (bf16 compute), its CPU default; "
+        f"CPU, {num_threads} torch threads: ragjet as its CPU default serves this Q4_1 file: int4 weight-only "
+        "layer linears (groups of 32, the file's own grid), int8 LM head, bf16 compute; "
         f"transformers float32; {llama_note} on the GGUF "
         f"itself (Q4_1, quantized kernels). Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} "
         "greedy new tokens (end-of-sequence ignored). Peers serve one request at a time: N concurrent = N "
@@ -274,10 +275,10 @@ def measure_cuda(cfg: LLMBenchConfig) -> tuple[list[BenchRow], str]:
 def start_engine(device: str, dtype: torch.dtype, max_num_seqs: int) -> tuple[AsyncLLMEngine, PromptTokenizer]:
     from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
     from ragjet.llm.loaders import load_model
-    from ragjet.llm.quantize import quantize_model
+    from ragjet.llm.quantize import auto_quantization, quantize_model
 
     loaded = load_model(MODEL, device=device, dtype=dtype)
-    if device == "cpu":
-        quantize_model(loaded.model, "int8")  # what `quantization = "auto"` serves on a CPU
+    if device == "cpu":  # what `quantization = "auto"` serves on a CPU: int4 for this Q4_1 file
+        quantize_model(loaded.model, auto_quantization(torch.device(device), loaded.source))
     engine = LLMEngine(loaded, EngineConfig(max_num_seqs=max_num_seqs, max_model_len=2048))
     return AsyncLLMEngine(engine), loaded.tokenizer

@@ -6,6 +6,10 @@ Modes:
     ``"int8"``: every ``nn.Linear`` (the fused qkv/gate-up projections and the LM head) becomes an
         ``Int8WeightOnlyLinear`` with per-output-channel scales; everything else (embedding, norms,
         biases, activations, KV cache) runs in the compute dtype.
+    ``"int4"`` (CPU only): as int8, but the decoder layers' linears become ``Int4WeightOnlyLinear``
+        (groups of 32 inputs); the LM head (and a tied embedding) stays int8, as llama.cpp files keep
+        the embedding at 8 bits. ``auto_quantization`` picks it for GGUF files whose layer weights are
+        all Q4_1, which int4 groups represent exactly: it costs no accuracy against the file itself.
 
 Compute dtype for int8: bf16 on CPU whatever the loaded dtype, because the fused int8 kernel is only
 fast for bf16 inputs (fp32 inputs take a reference loop ~20x slower than the bf16 one); on other devices
@@ -18,20 +22,35 @@ its rows from the same int8 table (``Int8Embedding``), so the two stay one tenso
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-from ragjet.llm.layers.linear import Int8Embedding, Int8WeightOnlyLinear
+from ragjet.llm.layers.linear import INT4_GROUP_SIZE, Int4WeightOnlyLinear, Int8Embedding, Int8WeightOnlyLinear
+from ragjet.llm.loaders.gguf import is_gguf, layer_weight_types
 
-QuantizationMode = Literal["none", "int8", "bf16"]
+QuantizationMode = Literal["none", "int8", "int4", "bf16"]
 QUANTIZATION_MODES: tuple[str, ...] = get_args(QuantizationMode)
 
 
 def int8_compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     """The activation dtype an int8 model on ``device`` loaded as ``dtype`` computes in."""
     return torch.bfloat16 if device.type == "cpu" else dtype
+
+
+def auto_quantization(device: torch.device, source: Path) -> QuantizationMode:
+    """What ``quantization = "auto"`` serves for weights loaded from ``source`` onto ``device``.
+
+    None (the loaded bf16/fp16) off the CPU; on the CPU int4 for a GGUF file whose layer matrices are
+    all Q4_1 (int4 groups hold them exactly, and read half the bytes of int8), int8 otherwise.
+    """
+    if device.type != "cpu":
+        return "none"
+    if source.is_file() and is_gguf(source) and layer_weight_types(source) == {"Q4_1"}:
+        return "int4"
+    return "int8"
 
 
 def compute_dtype(model: nn.Module) -> torch.dtype:
@@ -48,34 +67,41 @@ def quantize_model(model: nn.Module, mode: QuantizationMode) -> nn.Module:
     Args:
         model: a loaded causal LM (``LlamaForCausalLM``: ``model.embed_tokens`` and ``lm_head``, None
             when tied). Call before the runner allocates its KV cache in ``compute_dtype(model)``.
-        mode: ``"none"``, ``"int8"`` or ``"bf16"``.
+        mode: ``"none"``, ``"int8"``, ``"int4"`` or ``"bf16"``.
 
     Raises:
-        ValueError: an unknown mode.
+        ValueError: an unknown mode, or int4 off the CPU.
     """
     if mode not in QUANTIZATION_MODES:
         raise ValueError(f"quantization mode {mode!r} is not one of {', '.join(map(repr, QUANTIZATION_MODES))}")
     if mode == "bf16":
         return model.to(torch.bfloat16)
-    if mode == "int8":
+    if mode in ("int8", "int4"):
         param = next(model.parameters())
-        _quantize_int8(model, int8_compute_dtype(param.device, param.dtype))
+        if mode == "int4" and param.device.type != "cpu":
+            raise ValueError(f"int4 quantization runs on the CPU only, not on {param.device.type}")
+        _quantize(model, int8_compute_dtype(param.device, param.dtype), mode)
     return model
 
 
-def _quantize_int8(model: nn.Module, dtype: torch.dtype) -> None:
+def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode) -> None:
     embed = getattr(getattr(model, "model", None), "embed_tokens", None)
     if getattr(model, "lm_head", "untied") is None and isinstance(embed, nn.Embedding):
         head = Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
         model.lm_head = head
         model.model.embed_tokens = Int8Embedding(head)  # type: ignore[union-attr]
-    _replace_linears(model, dtype)
-    model.to(dtype)  # norms, the untied embedding, scales and biases; int8 tensors are left alone
+    untied_head = getattr(model, "lm_head", None)
+    if isinstance(untied_head, nn.Linear):  # int8 whatever the mode, like the tied one
+        model.lm_head = Int8WeightOnlyLinear.from_float(untied_head.weight, untied_head.bias, dtype)
+    _replace_linears(model, dtype, mode)
+    model.to(dtype)  # norms, the untied embedding, scales and biases; int8/int4 tensors are left alone
 
 
-def _replace_linears(module: nn.Module, dtype: torch.dtype) -> None:
+def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode) -> None:
     for name, child in module.named_children():
-        if isinstance(child, nn.Linear):
-            setattr(module, name, Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype))
+        if not isinstance(child, nn.Linear):
+            _replace_linears(child, dtype, mode)
+        elif mode == "int4" and child.in_features % INT4_GROUP_SIZE == 0:
+            setattr(module, name, Int4WeightOnlyLinear.from_float(child.weight, child.bias, dtype))
         else:
-            _replace_linears(child, dtype)
+            setattr(module, name, Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype))

@@ -138,6 +138,14 @@ def unpermute_rope_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return grouped.transpose(1, 2).reshape(weight.shape)  # (H, 2, D/2, ...) -> (H * D, ...)
 
 
+def layer_weight_types(path: Path) -> set[str]:
+    """Quantisation type names ("Q4_1", "F16", ...) of the decoder layers' matrices in a GGUF file."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    return {t.tensor_type.name for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2}
+
+
 def dequantize(tensor: Any, path: Path) -> np.ndarray:
     """A reader tensor as float32 numpy in torch layout (rows, cols); clear error for unknown quant types."""
     import gguf
