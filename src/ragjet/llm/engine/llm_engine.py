@@ -70,9 +70,9 @@ class LLMEngine:
         outputs = [self._finish_output(seq) for seq in timed_out]
         if batch:
             tokens, logprobs = self.model_runner.run(batch, self._generators)
-            for seq, token, logprob in zip(batch, tokens, logprobs, strict=True):
+            for i, (seq, token) in enumerate(zip(batch, tokens, strict=True)):
                 seq.num_computed_tokens = seq.num_tokens
-                outputs.append(self._advance(seq, token, logprob))
+                outputs.append(self._advance(seq, token, None if logprobs is None else logprobs[i]))
         return outputs
 
     def has_unfinished(self) -> bool:
@@ -113,9 +113,9 @@ class LLMEngine:
             num_preemptions=self.scheduler.num_preemptions,
         )
 
-    def _advance(self, seq: Sequence, token: int, logprob: float) -> RequestOutput:
+    def _advance(self, seq: Sequence, token: int, logprob: float | None) -> RequestOutput:
         seq.token_ids.append(token)
-        if seq.params.logprobs:
+        if logprob is not None and seq.params.logprobs:
             seq.logprobs.append(logprob)
         p = seq.params
         stop_string = False
@@ -151,13 +151,13 @@ class LLMEngine:
         held = 0 if seq.is_finished else max((len(s) for s in seq.params.stop), default=1) - 1
         visible = max(seq.num_emitted_chars, len(seq.text) - held)
         new_text, seq.num_emitted_chars = seq.text[seq.num_emitted_chars : visible], visible
-        outputs = seq.output_ids
+        outputs = seq.output_ids  # a fresh list: the output's own copy
         new_ids, seq.num_emitted_tokens = outputs[seq.num_emitted_tokens :], len(outputs)
         return RequestOutput(
             request_id=seq.request_id,
             new_token_ids=new_ids,
             new_text=new_text,
-            token_ids=list(outputs),
+            token_ids=outputs,
             text=seq.text if seq.is_finished else seq.text[:visible],
             finished=seq.is_finished,
             finish_reason=seq.finish_reason,

@@ -49,8 +49,9 @@ class ModelRunner:
         return min(CPU_CACHE_CAP_BYTES, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 10)
 
     @torch.inference_mode()
-    def run(self, seqs: list[Sequence], generators: dict[str, torch.Generator]) -> tuple[list[int], list[float]]:
-        """One forward over every sequence's new tokens; returns each sequence's next token and its logprob."""
+    def run(self, seqs: list[Sequence], generators: dict[str, torch.Generator]) -> tuple[list[int], list[float] | None]:
+        """One forward over every sequence's new tokens; returns each sequence's next token and its logprob
+        (None when no sequence asked for logprobs)."""
         input_ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
@@ -72,8 +73,8 @@ class ModelRunner:
             block_tables=as_tensor(tables),
         )
         hidden = self.model(as_tensor(input_ids), as_tensor(positions), meta)
-        last = torch.cumsum(as_tensor(q_lens), 0) - 1
-        logits = self.model.compute_logits(hidden.index_select(0, last))
-        rows = [SamplingRow(s.params, s.token_ids[: s.num_prompt_tokens], s.output_ids, generators.get(s.request_id))
-                for s in seqs]  # fmt: skip
+        if len(input_ids) > len(seqs):  # a prefill among them: keep each sequence's last token only
+            hidden = hidden.index_select(0, torch.cumsum(as_tensor(q_lens), 0) - 1)
+        logits = self.model.compute_logits(hidden)
+        rows = [SamplingRow(s.params, s.token_ids, s.num_prompt_tokens, generators.get(s.request_id)) for s in seqs]
         return sample(logits, rows)
