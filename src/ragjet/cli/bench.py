@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ragjet.bench.contention import contention_note, others_share, sample
 from ragjet.bench.report import markdown_table, write_suite
 from ragjet.cli import app
 
@@ -30,7 +31,10 @@ def bench(
     for name in names:
         module = importlib.import_module(f"ragjet.bench.{name}")
         console.rule(f"bench {name}")
+        started = sample()
         rows, notes = module.run(quick=quick)
+        contention = contention_note(others_share(started, sample()))
         console.print(markdown_table(rows))
+        console.print(contention)
         if not quick:
-            write_suite(name, module.TITLE, rows, notes, out)
+            write_suite(name, module.TITLE, rows, f"{notes}\n\n{contention}", out)
