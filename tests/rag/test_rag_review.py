@@ -66,3 +66,23 @@ def test_tenants_never_see_each_others_items(tmp_path: Path) -> None:
         queue.resolve("t2", item_id, "hijacked")
     assert queue.resolved_answer("t2", "geo", "Where is Etna?") is None
     assert queue.get("t1", item_id).resolution == "Sicily."
+
+
+def test_concurrent_adds_are_group_committed_and_all_kept(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queue = ReviewQueue(tmp_path / "review.db")
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(lambda i: queue.add("t1", "geo", f"Question {i}?", answer()), range(200)))
+    assert len(set(ids)) == 200
+    queue.close()
+    reopened = ReviewQueue(tmp_path / "review.db")  # committed, not just buffered
+    assert {item.id for item in reopened.list("t1", limit=500)} == set(ids)
+
+
+def test_a_failed_group_commit_raises_in_every_add_it_carried(tmp_path: Path) -> None:
+    queue = ReviewQueue(tmp_path / "review.db")
+    queue._db.execute("DROP TABLE review_items")  # every insert now fails
+    with pytest.raises(Exception, match="no such table"):
+        queue.add("t1", "geo", "Where is Etna?", answer())
+    assert not queue._db.in_transaction

@@ -65,7 +65,7 @@ class Outcome:
     degraded: str | None = None
     retry_after: str | None = None
     finish_reason: str | None = None
-    pipeline_s: float = 0.0  # the server's own clock of the answer (timings_ms.total_ms), arrival in the pipeline on
+    pipeline_s: float = 0.0  # the server's clock of the answer (timings_ms.total_ms): from arrival in the app
 
 
 @dataclass(slots=True)
@@ -80,8 +80,9 @@ class RoundReport:
     p50_latency_s: float  # over served requests
     p99_latency_s: float
     max_latency_s: float
-    p99_pipeline_s: float  # the same requests by the server's own clock: the rest was spent before the pipeline
-    num_late: int  # served later than deadline_s + DEADLINE_SLACK_S
+    p99_pipeline_s: float  # the same requests by the server's clock (arrival in the app → answer built)
+    num_late: int  # served later than deadline_s + DEADLINE_SLACK_S, by the client's clock
+    num_late_in_server: int  # the same by the server's clock (arrival in the app → answer), which ragjet controls
     num_cut_off: int  # served, but generation was cut off at the deadline (finish_reason "timeout")
     num_extractive: int  # of those, answered with the top passages because no word had been generated
     retry_after: list[str]  # distinct Retry-After values of the 429s
@@ -209,6 +210,7 @@ async def overload_round(
         max_latency_s=last_answer,
         p99_pipeline_s=percentile([o.pipeline_s for o in served], 99),
         num_late=sum(o.latency_s > cfg.deadline_s + DEADLINE_SLACK_S for o in served),
+        num_late_in_server=sum(o.pipeline_s > cfg.deadline_s + DEADLINE_SLACK_S for o in served),
         num_cut_off=sum(o.finish_reason == "timeout" for o in served),
         num_extractive=sum((o.degraded or "").startswith("generator timeout") for o in served),
         retry_after=sorted({o.retry_after for o in outcomes if o.status == 429 and o.retry_after}),

@@ -21,10 +21,11 @@ class Deadline:
     started_at: float  # time.monotonic() at the request's arrival
 
     @classmethod
-    def start(cls, budget_s: float | None) -> Deadline:
+    def start(cls, budget_s: float | None, started_at: float | None = None) -> Deadline:
+        """A budget counted from `started_at` (a time.monotonic() reading; default: now)."""
         if budget_s is not None and budget_s <= 0:
             raise ValueError(f"deadline_s must be positive, got {budget_s}")
-        return cls(budget_s, time.monotonic())
+        return cls(budget_s, time.monotonic() if started_at is None else started_at)
 
     def remaining_s(self) -> float | None:
         if self.budget_s is None:

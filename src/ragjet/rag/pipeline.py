@@ -150,8 +150,10 @@ class RagPipeline:
         Leaving the stream early (aclose, client disconnect) cancels the generation in the engine.
         """
         deadline_s = options.deadline_s or self.settings.rag.deadline_s
-        deadline = Deadline.start(deadline_s)  # the clock runs from arrival, before any lookup or queueing
-        with self.admission.admit(deadline_s):
+        # The clock runs from the transport's arrival stamp, so time queued in front of the pipeline counts too.
+        deadline = Deadline.start(deadline_s, options.arrived_at)
+        remaining = deadline.remaining_s()
+        with self.admission.admit(deadline_s if remaining is None else max(remaining, 0.0)):
             # SQLite off the loop: a review write holding the queue's lock must not stall every other request.
             resolved = await deadline.run("review lookup", asyncio.to_thread(self._resolved, question, options))
             if resolved is not None:

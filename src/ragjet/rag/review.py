@@ -42,6 +42,21 @@ CREATE INDEX IF NOT EXISTS review_lookup ON review_items (tenant, collection, qu
 """
 
 
+_INSERT = (
+    "INSERT INTO review_items (id, tenant, collection, question, question_key, answer, citations,"
+    " confidence, scores, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+)
+
+
+@dataclass(slots=True)
+class _PendingAdd:
+    """One add waiting for the group commit that will carry it."""
+
+    row: tuple[object, ...]
+    is_done: bool = False
+    error: sqlite3.Error | None = None
+
+
 class ReviewItemNotFoundError(KeyError):
     def __init__(self, item_id: str):
         super().__init__(item_id)
@@ -77,47 +92,62 @@ class ReviewQueue:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()  # one connection shared by the server's threads
+        # Two connections shared by the server's threads: writes on one, reads on the other, so that under
+        # load a lookup (every request makes one) never waits behind a write's fsync (WAL lets them overlap).
+        self._lock = threading.Lock()  # guards the write connection
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._pending_lock = threading.Lock()
+        self._pending: list[_PendingAdd] = []
 
     def add(self, tenant: str, collection: str, question: str, answer: Answer) -> str:
         item_id = uuid.uuid4().hex[:16]
         citations = [asdict(c) for c in answer.citations]
         scores = {"confidence": answer.confidence or 0.0, **answer.timings.as_dict()}
+        row = (item_id, tenant, collection, question, question_key(question), answer.text, json.dumps(citations),
+               answer.confidence, json.dumps(scores), time.time())  # fmt: skip
+        mine = _PendingAdd(row)
+        with self._pending_lock:
+            self._pending.append(mine)
         with self._lock:
-            self._db.execute(
-                "INSERT INTO review_items (id, tenant, collection, question, question_key, answer, citations,"
-                " confidence, scores, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                (
-                    item_id,
-                    tenant,
-                    collection,
-                    question,
-                    question_key(question),
-                    answer.text,
-                    json.dumps(citations),
-                    answer.confidence,
-                    json.dumps(scores),
-                    time.time(),
-                ),
-            )
+            if not mine.is_done:  # no earlier writer committed it along with its own: commit every pending add
+                self._commit_pending()
+        if mine.error is not None:
+            raise mine.error
         return item_id
+
+    def _commit_pending(self) -> None:
+        """Group commit: one transaction, so one fsync, for every add waiting now (holding the write lock)."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(_INSERT, [add.row for add in batch])
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            for add in batch:
+                add.error = exc
+        for add in batch:
+            add.is_done = True
 
     def list(self, tenant: str, status: Status | None = None, limit: int = 100) -> list[ReviewItem]:
         query, args = "SELECT * FROM review_items WHERE tenant = ?", [tenant]
         if status is not None:
             query, args = query + " AND status = ?", [tenant, status]
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
         return [_item(row) for row in rows]
 
     def get(self, tenant: str, item_id: str) -> ReviewItem:
         """The item, if it belongs to `tenant` (another tenant's id is reported as unknown)."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT * FROM review_items WHERE id = ? AND tenant = ?", (item_id, tenant)
             ).fetchone()
         if row is None:
@@ -138,8 +168,8 @@ class ReviewQueue:
 
     def resolved_answer(self, tenant: str, collection: str, question: str) -> ReviewItem | None:
         """The latest resolved item for this question in this collection, if a reviewer answered it."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT * FROM review_items WHERE tenant = ? AND collection = ? AND question_key = ?"
                 " AND status = 'resolved' ORDER BY resolved_at DESC LIMIT 1",
                 (tenant, collection, question_key(question)),
@@ -147,8 +177,9 @@ class ReviewQueue:
         return None if row is None else _item(row)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
 
 _COLUMNS = (

@@ -20,6 +20,7 @@ class AskOptions:
     stop: tuple[str, ...] = ()
     deadline_s: float | None = None  # whole-request budget, seconds from arrival
     tenant: str = DEFAULT_TENANT  # whose collections; set by the transport from the caller's API key
+    arrived_at: float | None = None  # time.monotonic() when the transport received it: the deadline counts from here
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from ragjet.obs.tracing import enable_tracing, record_answer_spans
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.auth import Gatekeeper, KeyStore
 from ragjet.serve.errors import install_error_handlers
-from ragjet.serve.limits import BodySizeLimit, RateLimiter
+from ragjet.serve.limits import ArrivalStamp, BodySizeLimit, RateLimiter
 from ragjet.serve.routes import collections, health, openai, review, search
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -80,6 +80,7 @@ def create_app(
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.serve.max_request_bytes, max_upload_bytes=settings.serve.max_upload_bytes
     )
+    app.add_middleware(ArrivalStamp)  # added last, so it runs first
     return app
 
 

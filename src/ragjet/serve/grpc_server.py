@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
@@ -92,6 +93,7 @@ class RagJetService(pb_grpc.RagJetServicer):
         return self.gate.tenant_for(key, context.peer())
 
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AskEvent]:  # noqa: N802
+        arrived_at = time.monotonic()
         if not request.question.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "question must not be empty")
         try:
@@ -108,6 +110,7 @@ class RagJetService(pb_grpc.RagJetServicer):
             seed=request.seed if request.HasField("seed") else None,
             deadline_s=request.deadline_s or None,
             tenant=tenant,
+            arrived_at=arrived_at,
         )
         try:
             async for event in self.pipeline.ask_stream(request.question, options):

@@ -13,6 +13,19 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ArrivalStamp:
+    """Records when a request reached the app (`request.state.arrived_at`, time.monotonic()), before any
+    middleware or dependency could queue it, so that its deadline counts that queueing too."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["arrived_at"] = time.monotonic()
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     """413 for bodies over `max_bytes` (uploads get `max_upload_bytes`), checked on Content-Length and bytes read."""
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions
@@ -39,7 +39,9 @@ def resolve_collection(requested: str | None, model: str, known: set[str], defau
     return model if model in known else default
 
 
-def ask_options(req: ChatCompletionRequest, collection: str, tenant: str) -> AskOptions:
+def ask_options(
+    req: ChatCompletionRequest, collection: str, tenant: str, arrived_at: float | None = None
+) -> AskOptions:
     max_tokens = req.max_completion_tokens or req.max_tokens or 256
     return AskOptions(
         collection=collection,
@@ -52,6 +54,7 @@ def ask_options(req: ChatCompletionRequest, collection: str, tenant: str) -> Ask
         stop=req.stop_strings(),
         deadline_s=req.ragjet.deadline_s,
         tenant=tenant,
+        arrived_at=arrived_at,
     )
 
 
@@ -110,14 +113,14 @@ async def stream_chunks(events: AsyncIterator[object], model: str) -> AsyncItera
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    req: ChatCompletionRequest, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
+    req: ChatCompletionRequest, request: Request, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
     known: set[str] = set()
     if not req.ragjet.collection:  # listing reads every collection's store: off the loop, and only when needed
         known = {c.name for c in await asyncio.to_thread(pipeline.list_collections, tenant)}
     collection = resolve_collection(req.ragjet.collection, req.model, known, settings.serve.default_collection)
-    options = ask_options(req, collection, tenant)
+    options = ask_options(req, collection, tenant, getattr(request.state, "arrived_at", None))
     if req.stream:
         events = pipeline.ask_stream(req.question(), options)
         first = await anext(aiter(events))  # surface 404/400/429 as a status before the stream starts
