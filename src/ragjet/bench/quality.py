@@ -18,7 +18,7 @@ from ragjet.eval.runner import EvalResult, evaluate
 TITLE = "Quality (`ragjet eval` on the shipped Python sets)"
 SUITE = "quality"
 RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
-ANSWER_METRICS = ("exact_match", "f1", "contains")
+ANSWER_METRICS = ("exact_match", "f1", "contains", "confidence_auroc")  # AUROC only where right and wrong occur
 MAX_TOKENS = 48
 
 
@@ -61,6 +61,7 @@ def rows_of(results: tuple[EvalResult, EvalResult], metrics: tuple[str, ...]) ->
         BenchRow(SUITE, f"{first.dataset}: {first.label} vs {second.label}", name, first.metrics[name], "",
                  peer=second.label, peer_value=second.metrics[name])
         for name in metrics
+        if name in first.metrics and name in second.metrics
     ]  # fmt: skip
 
 
