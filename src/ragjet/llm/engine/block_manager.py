@@ -72,6 +72,15 @@ class BlockAllocator:
         if len(seq.block_table) < self.blocks_needed(seq.num_tokens):
             seq.block_table.append(self._fresh())
 
+    def reserve(self, seq: Sequence, num_tokens: int) -> int:
+        """Blocks for up to ``num_tokens`` positions (speculative ones) while free blocks last; how many fit.
+
+        Blocks past the accepted tokens stay in the table and are filled as the sequence grows.
+        """
+        while len(seq.block_table) < self.blocks_needed(num_tokens) and self.free:
+            seq.block_table.append(self._fresh())
+        return min(num_tokens, len(seq.block_table) * self.block_size)
+
     def free_sequence(self, seq: Sequence) -> None:
         """Release a sequence's blocks, tail first, so its prefix blocks are the last to be recycled."""
         for block in reversed(seq.block_table):

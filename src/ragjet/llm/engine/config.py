@@ -15,10 +15,14 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.85  # of free GPU memory, when auto-sizing on CUDA
     max_waiting: int = 256  # queued requests beyond which add_request refuses (EngineOverloadedError)
     enable_prefix_caching: bool = True
+    num_speculative_tokens: int = 3  # prompt-lookup draft per greedy decode step (0 = off)
+    max_speculative_seqs: int = 4  # draft only in decode steps of at most this many sequences
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len", "block_size", "max_waiting"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EngineConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_speculative_tokens < 0 or self.num_speculative_tokens > self.block_size:
+            raise ValueError("num_speculative_tokens must be in [0, block_size]")
         if not 0 < self.gpu_memory_utilization <= 1 or self.kv_cache_memory_gb < 0:
             raise ValueError("gpu_memory_utilization must be in (0, 1] and kv_cache_memory_gb >= 0")

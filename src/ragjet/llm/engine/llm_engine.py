@@ -24,6 +24,7 @@ from ragjet.llm.engine.model_runner import ModelRunner
 from ragjet.llm.engine.outputs import EngineStats, RequestOutput
 from ragjet.llm.engine.scheduler import Scheduler, SchedulerConfig
 from ragjet.llm.engine.sequence import Sequence
+from ragjet.llm.engine.spec_decode import accepted_tokens, propose_draft
 from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.sampling_params import SamplingParams
 
@@ -42,6 +43,7 @@ class LLMEngine:
         )
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
+        self._num_draft_tokens = self._num_accepted_draft_tokens = 0
 
     def add_request(self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None) -> str:
         """Queue a request. Raises ValueError (empty prompt, id in use), PromptTooLongError, EngineOverloadedError."""
@@ -69,11 +71,30 @@ class LLMEngine:
         batch, timed_out = self.scheduler.schedule()
         outputs = [self._finish_output(seq) for seq in timed_out]
         if batch:
+            self._propose_drafts(batch)
             tokens, logprobs = self.model_runner.run(batch, self._generators)
-            for i, (seq, token) in enumerate(zip(batch, tokens, strict=True)):
-                seq.num_computed_tokens = seq.num_tokens
-                outputs.append(self._advance(seq, token, None if logprobs is None else logprobs[i]))
+            for i, (seq, predicted) in enumerate(zip(batch, tokens, strict=True)):
+                accepted = accepted_tokens(seq.draft_ids, predicted)
+                self._num_draft_tokens += len(seq.draft_ids)
+                self._num_accepted_draft_tokens += len(accepted) - 1
+                seq.draft_ids = []
+                seq.num_computed_tokens = seq.num_tokens + len(accepted) - 1  # K/V of rejected drafts is stale
+                outputs.append(self._advance(seq, accepted, None if logprobs is None else logprobs[i]))
         return outputs
+
+    def _propose_drafts(self, batch: list[Sequence]) -> None:
+        """Prompt-lookup drafts for greedy sequences in small decode-only steps (see spec_decode)."""
+        max_draft = self.config.num_speculative_tokens
+        if not max_draft or len(batch) > self.config.max_speculative_seqs or any(s.num_new_tokens != 1 for s in batch):
+            return
+        for seq in batch:
+            room = min(max_draft, seq.max_len - seq.num_tokens - 1)  # the step's own token comes on top
+            if not seq.params.is_greedy or seq.params.has_penalty or room <= 0:
+                continue
+            draft = propose_draft(seq.token_ids, room)
+            if draft:
+                fits = self.allocator.reserve(seq, seq.num_tokens + len(draft)) - seq.num_tokens
+                seq.draft_ids = draft[:fits]
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -111,26 +132,36 @@ class LLMEngine:
             prefix_cache_queries=a.num_queries,
             prefix_cache_hits=a.num_hits,
             num_preemptions=self.scheduler.num_preemptions,
+            num_draft_tokens=self._num_draft_tokens,
+            num_accepted_draft_tokens=self._num_accepted_draft_tokens,
         )
 
-    def _advance(self, seq: Sequence, token: int, logprob: float | None) -> RequestOutput:
-        seq.token_ids.append(token)
-        if logprob is not None and seq.params.logprobs:
-            seq.logprobs.append(logprob)
-        p = seq.params
-        stop_string = False
-        if (token in self.tokenizer.eos_token_ids and not p.ignore_eos) or token in p.stop_token_ids:
-            reason: str | None = "stop"
-        else:
-            seq.text += seq.decoder.push(token)
-            stop_string = self._cut_at_stop_string(seq)
-            reason = "stop" if stop_string else ("length" if seq.num_tokens >= seq.max_len else None)
+    def _advance(self, seq: Sequence, tokens: list[int], logprobs: list[float] | None) -> RequestOutput:
+        """Append a step's tokens one by one, applying the stop rules after each."""
+        reason, stop_string = None, False
+        for i, token in enumerate(tokens):
+            seq.token_ids.append(token)
+            if logprobs is not None and seq.params.logprobs:
+                seq.logprobs.append(logprobs[i])
+            reason, stop_string = self._stop_reason(seq, token)
+            if reason is not None:
+                break
         if reason is None:
             return self._output(seq)
         if not stop_string:
             seq.text += seq.decoder.flush()  # text held back for an incomplete character
         self.scheduler.finish(seq, reason)
         return self._finish_output(seq)
+
+    def _stop_reason(self, seq: Sequence, token: int) -> tuple[str | None, bool]:
+        """(finish reason or None, whether a stop string ended it) once ``token`` is appended."""
+        p = seq.params
+        if (token in self.tokenizer.eos_token_ids and not p.ignore_eos) or token in p.stop_token_ids:
+            return "stop", False
+        seq.text += seq.decoder.push(token)
+        if self._cut_at_stop_string(seq):
+            return "stop", True
+        return ("length" if seq.num_tokens >= seq.max_len else None), False
 
     def _cut_at_stop_string(self, seq: Sequence) -> bool:
         """Cut the text at the first stop string (which is not returned); search only where one could start."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TypeVar
 
 import torch
 
@@ -20,6 +21,7 @@ from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.quantize import compute_dtype
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CPU_CACHE_CAP_BYTES = 2 << 30  # auto-sized CPU caches stay below this and below 10% of RAM
 
 
@@ -49,16 +51,21 @@ class ModelRunner:
         return min(CPU_CACHE_CAP_BYTES, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 10)
 
     @torch.inference_mode()
-    def run(self, seqs: list[Sequence], generators: dict[str, torch.Generator]) -> tuple[list[int], list[float] | None]:
-        """One forward over every sequence's new tokens; returns each sequence's next token and its logprob
-        (None when no sequence asked for logprobs)."""
+    def run(
+        self, seqs: list[Sequence], generators: dict[str, torch.Generator]
+    ) -> tuple[list[list[int]], list[list[float]] | None]:
+        """One forward over every sequence's new tokens (and its draft, if any).
+
+        Returns, per sequence, the tokens chosen after its last token and after each draft position
+        (1 + len(draft) of them), and their logprobs (None when no sequence asked for logprobs).
+        """
         input_ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
         q_lens: list[int] = []
         for seq in seqs:
-            start, end = seq.num_computed_tokens, seq.num_tokens
-            input_ids += seq.token_ids[start:end]
+            start, end = seq.num_computed_tokens, seq.num_tokens + len(seq.draft_ids)
+            input_ids += seq.token_ids[start:] + seq.draft_ids
             positions += range(start, end)
             slots += (seq.block_table[p // self.block_size] * self.block_size + p % self.block_size
                       for p in range(start, end))  # fmt: skip
@@ -68,13 +75,28 @@ class ModelRunner:
         as_tensor = lambda data: torch.tensor(data, dtype=torch.long, device=self.device)  # noqa: E731
         meta = AttentionMetadata(
             q_lens=q_lens,
-            context_lens=as_tensor([s.num_tokens for s in seqs]),
+            context_lens=as_tensor([s.num_tokens + len(s.draft_ids) for s in seqs]),
             slot_mapping=as_tensor(slots),
             block_tables=as_tensor(tables),
         )
         hidden = self.model(as_tensor(input_ids), as_tensor(positions), meta)
-        if len(input_ids) > len(seqs):  # a prefill among them: keep each sequence's last token only
-            hidden = hidden.index_select(0, torch.cumsum(as_tensor(q_lens), 0) - 1)
+        # Logits for each sequence's last token and its draft positions: (sum of 1 + len(draft), hidden).
+        num_scored = [1 + len(s.draft_ids) for s in seqs]
+        if len(input_ids) > len(seqs):
+            ends = torch.cumsum(as_tensor(q_lens), 0)
+            scored = [i for end, n in zip(ends.tolist(), num_scored, strict=True) for i in range(end - n, end)]
+            if len(scored) < len(input_ids):
+                hidden = hidden.index_select(0, as_tensor(scored))
         logits = self.model.compute_logits(hidden)
-        rows = [SamplingRow(s.params, s.token_ids, s.num_prompt_tokens, generators.get(s.request_id)) for s in seqs]
-        return sample(logits, rows)
+        rows = [SamplingRow(s.params, s.token_ids, s.num_prompt_tokens, generators.get(s.request_id))
+                for s, n in zip(seqs, num_scored, strict=True) for _ in range(n)]  # fmt: skip
+        tokens, logprobs = sample(logits, rows)
+        return _split(tokens, num_scored), None if logprobs is None else _split(logprobs, num_scored)
+
+
+def _split(values: list[T], sizes: list[int]) -> list[list[T]]:
+    out, start = [], 0
+    for size in sizes:
+        out.append(values[start : start + size])
+        start += size
+    return out

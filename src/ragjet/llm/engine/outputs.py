@@ -31,3 +31,5 @@ class EngineStats:
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
     num_preemptions: int = 0
+    num_draft_tokens: int = 0  # speculative tokens scored
+    num_accepted_draft_tokens: int = 0  # of those, kept (each saved a forward pass)

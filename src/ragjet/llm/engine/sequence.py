@@ -29,6 +29,7 @@ class Sequence:
     block_table: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0  # tokens whose K/V are in the cache
     num_cached_tokens: int = 0  # prompt tokens the prefix cache served at admission
+    draft_ids: list[int] = field(default_factory=list)  # speculative tokens scored after token_ids this step
     finish_reason: str | None = None
     logprobs: list[float] = field(default_factory=list)
     text: str = ""  # decoded output, stop strings cut off

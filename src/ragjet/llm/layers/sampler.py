@@ -51,7 +51,7 @@ def sample(logits: torch.Tensor, rows: list[SamplingRow]) -> tuple[list[int], li
 
 
 def _apply_penalties(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
-    penalised = [i for i, r in enumerate(rows) if _has_penalty(r.params)]
+    penalised = [i for i, r in enumerate(rows) if r.params.has_penalty]
     if not penalised:
         return logits
     logits = logits.clone()
@@ -66,10 +66,6 @@ def _apply_penalties(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Ten
             ids, counts = torch.tensor(output_ids, device=logits.device).unique(return_counts=True)
             row[ids] -= p.presence_penalty + p.frequency_penalty * counts.to(row.dtype)
     return logits
-
-
-def _has_penalty(p: SamplingParams) -> bool:
-    return p.repetition_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
 
 
 def _sampling_probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
