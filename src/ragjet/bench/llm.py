@@ -220,6 +220,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     ours = measure_native(engine, prompts, cfg.num_new_tokens)
     miss, hit = measure_prefix_ttft(engine, prompts.prefix_pairs)
     our_tokens = asyncio.run(_greedy_tokens(engine, prompts.warmup, cfg.num_new_tokens))
+    stats = engine.stats()
     asyncio.run(engine.shutdown())
 
     peers: dict[str, dict[int, LoadResult]] = {}
@@ -242,6 +243,8 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
         "greedy new tokens (end-of-sequence ignored). Peers serve one request at a time: N concurrent = N "
         "queued requests, latency counted from submission; ragjet batches them continuously.",
         f"Greedy tokens identical to transformers for {_agreement(our_tokens, hf_tokens)} of {cfg.num_new_tokens}.",
+        f"Prompt-lookup speculative decoding (decode steps of at most 4 sequences): {stats.num_draft_tokens} "
+        f"draft tokens scored, {stats.num_accepted_draft_tokens / max(1, stats.num_draft_tokens):.0%} accepted.",
         "Targets: " + target_notes(ours, peers, miss, hit) + ".",
     ]
     if torch.cuda.is_available():

@@ -8,6 +8,8 @@ reports when the first and the last token appeared.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +120,9 @@ def llama_cpp_runner(gguf_path: Path, n_ctx: int, n_threads: int) -> tuple[Runne
         import llama_cpp
     except ImportError:
         return None, "llama-cpp-python is not installed (`make bench-peers` installs it)"
+    failure = _llama_cpp_probe(gguf_path, n_threads)
+    if failure:
+        return None, f"llama-cpp-python {llama_cpp.__version__} is installed but {failure}"
     llm = llama_cpp.Llama(
         model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
     )
@@ -133,3 +138,25 @@ def llama_cpp_runner(gguf_path: Path, n_ctx: int, n_threads: int) -> tuple[Runne
         return Timing(stamps[0] - started, stamps[-1] - started, len(stamps))
 
     return run, f"llama-cpp-python {llama_cpp.__version__}, n_threads={n_threads}"
+
+
+_PROBE = """
+import sys, llama_cpp
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=512, n_threads=int(sys.argv[2]), verbose=False)
+next(iter(llm.generate(llm.tokenize(b"Hello there. " * 100), temp=0.0, top_k=1)))  # a bench-sized prefill
+"""
+
+
+def _llama_cpp_probe(gguf_path: Path, n_threads: int) -> str | None:
+    """Generate one token in a child process first: a llama.cpp build that crashes on this CPU would
+    otherwise take the whole benchmark down with it. Returns what went wrong, or None."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(gguf_path), str(n_threads)], capture_output=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        return "its one-token probe did not finish in 300 s"
+    if done.returncode == 0:
+        return None
+    reason = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+    return f"its one-token probe on this machine died ({reason}), so llama.cpp is not measured"
