@@ -76,6 +76,11 @@ class LLMSettings(Section):
         "auto",
         description="weights after loading; auto = int4 (Q4_1 GGUF) or int8 weight-only on CPU, none (bf16) on CUDA",
     )
+    dense_prefill: bool = Field(
+        True,
+        description="CPU int8/int4: prefill with a dense bf16 copy of each layer weight (several times faster "
+        "prefill for 2 bytes a parameter more memory)",
+    )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(4096, ge=16)
     max_model_len: int = Field(4096, ge=16)

@@ -24,6 +24,7 @@ from ragjet.llm.layers.linear import (
     quantize_int4,
     quantize_int8,
 )
+from ragjet.llm.layers.prefill_linear import DENSE_MIN_ROWS, PrefillDenseLinear
 from ragjet.llm.loaders import load_model
 from ragjet.llm.quantize import auto_quantization, compute_dtype, quantize_model
 
@@ -198,6 +199,30 @@ def test_int4_quantises_the_layers_keeps_an_int8_tied_head_and_stays_close(
     reference, quantised = greedy(tiny, prompts, 16), greedy(model, prompts, 16)
     same = sum(a == b for r, q in zip(reference, quantised, strict=True) for a, b in zip(r, q, strict=True))
     assert same >= 0.6 * 32
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_dense_prefill_uses_the_dense_weight_for_many_tokens_and_the_quantised_one_for_few(
+    tiny: nn.Module, mode: str
+) -> None:
+    plain = quantize_model(copy.deepcopy(tiny), mode)  # type: ignore[arg-type]
+    model = quantize_model(copy.deepcopy(tiny), mode, dense_prefill=True)  # type: ignore[arg-type]
+    qkv = model.model.layers[0].self_attn.qkv_proj
+    assert isinstance(qkv, PrefillDenseLinear) and isinstance(model.lm_head, Int8WeightOnlyLinear)
+    reference = tiny.model.layers[0].self_attn.qkv_proj
+    with torch.inference_mode():
+        many = torch.randn(DENSE_MIN_ROWS, reference.in_features).bfloat16()
+        expected = F.linear(
+            many, reference.weight.bfloat16(), None if reference.bias is None else reference.bias.bfloat16()
+        )
+        torch.testing.assert_close(qkv(many), expected)  # exactly the dense bf16 product, no rounding of weights
+        few = many[: DENSE_MIN_ROWS - 1]
+        torch.testing.assert_close(qkv(few), plain.model.layers[0].self_attn.qkv_proj(few), rtol=0, atol=0)
+    ids = list(range(1, 120))  # one prefill step of 119 tokens: dense layers, closer to fp32 than int-only
+    expected_logits = full_logits(tiny, ids)
+    assert relative_error(full_logits(model, ids), expected_logits) < relative_error(
+        full_logits(plain, ids), expected_logits
+    )
 
 
 def test_int4_refuses_a_model_off_the_cpu(tiny_llama_dir: Path) -> None:

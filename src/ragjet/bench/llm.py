@@ -281,7 +281,7 @@ def start_engine(device: str, dtype: torch.dtype, max_num_seqs: int) -> tuple[As
     from ragjet.llm.quantize import auto_quantization, quantize_model
 
     loaded = load_model(MODEL, device=device, dtype=dtype)
-    if device == "cpu":  # what `quantization = "auto"` serves on a CPU: int4 for this Q4_1 file
-        quantize_model(loaded.model, auto_quantization(torch.device(device), loaded.source))
+    if device == "cpu":  # what `quantization = "auto"` serves on a CPU: int4 for this Q4_1 file, dense prefill
+        quantize_model(loaded.model, auto_quantization(torch.device(device), loaded.source), dense_prefill=True)
     engine = LLMEngine(loaded, EngineConfig(max_num_seqs=max_num_seqs, max_model_len=2048))
     return AsyncLLMEngine(engine), loaded.tokenizer

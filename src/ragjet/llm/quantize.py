@@ -16,6 +16,11 @@ fast for bf16 inputs (fp32 inputs take a reference loop ~20x slower than the bf1
 the loaded dtype (bf16/fp16 on CUDA). Measured on SmolLM2-135M (see the tests and the bench notes): the
 bf16 activations cost more accuracy than the int8 weights do.
 
+Dense prefill (``dense_prefill=True``, the CPU default through ``llm.dense_prefill``): each quantised
+layer linear also keeps a dense copy of its weight in the compute dtype and uses it for steps of many
+tokens (``PrefillDenseLinear``): the weight-only kernels are fast for decode's few rows but several times
+slower than a dense bf16 GEMM for a prefill. It costs 2 bytes a layer parameter of memory.
+
 With tied embeddings the LM head is quantised from the embedding table and the embedding then reads
 its rows from the same int8 table (``Int8Embedding``), so the two stay one tensor.
 """
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 from ragjet.llm.layers.linear import INT4_GROUP_SIZE, Int4WeightOnlyLinear, Int8Embedding, Int8WeightOnlyLinear
+from ragjet.llm.layers.prefill_linear import PrefillDenseLinear
 from ragjet.llm.loaders.gguf import is_gguf, layer_weight_types
 
 QuantizationMode = Literal["none", "int8", "int4", "bf16"]
@@ -61,13 +67,14 @@ def compute_dtype(model: nn.Module) -> torch.dtype:
     return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
 
-def quantize_model(model: nn.Module, mode: QuantizationMode) -> nn.Module:
+def quantize_model(model: nn.Module, mode: QuantizationMode, dense_prefill: bool = False) -> nn.Module:
     """Quantise ``model`` in place and return it.
 
     Args:
         model: a loaded causal LM (``LlamaForCausalLM``: ``model.embed_tokens`` and ``lm_head``, None
             when tied). Call before the runner allocates its KV cache in ``compute_dtype(model)``.
         mode: ``"none"``, ``"int8"``, ``"int4"`` or ``"bf16"``.
+        dense_prefill: with int8/int4, keep a dense copy of each layer weight for many-token steps.
 
     Raises:
         ValueError: an unknown mode, or int4 off the CPU.
@@ -80,11 +87,11 @@ def quantize_model(model: nn.Module, mode: QuantizationMode) -> nn.Module:
         param = next(model.parameters())
         if mode == "int4" and param.device.type != "cpu":
             raise ValueError(f"int4 quantization runs on the CPU only, not on {param.device.type}")
-        _quantize(model, int8_compute_dtype(param.device, param.dtype), mode)
+        _quantize(model, int8_compute_dtype(param.device, param.dtype), mode, dense_prefill)
     return model
 
 
-def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode) -> None:
+def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
     embed = getattr(getattr(model, "model", None), "embed_tokens", None)
     if getattr(model, "lm_head", "untied") is None and isinstance(embed, nn.Embedding):
         head = Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
@@ -93,15 +100,21 @@ def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode) -> N
     untied_head = getattr(model, "lm_head", None)
     if isinstance(untied_head, nn.Linear):  # int8 whatever the mode, like the tied one
         model.lm_head = Int8WeightOnlyLinear.from_float(untied_head.weight, untied_head.bias, dtype)
-    _replace_linears(model, dtype, mode)
+    _replace_linears(model, dtype, mode, dense_prefill)
     model.to(dtype)  # norms, the untied embedding, scales and biases; int8/int4 tensors are left alone
 
 
-def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode) -> None:
+def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
     for name, child in module.named_children():
         if not isinstance(child, nn.Linear):
-            _replace_linears(child, dtype, mode)
-        elif mode == "int4" and child.in_features % INT4_GROUP_SIZE == 0:
-            setattr(module, name, Int4WeightOnlyLinear.from_float(child.weight, child.bias, dtype))
+            _replace_linears(child, dtype, mode, dense_prefill)
+            continue
+        quantized: nn.Module
+        if mode == "int4" and child.in_features % INT4_GROUP_SIZE == 0:
+            quantized = Int4WeightOnlyLinear.from_float(child.weight, child.bias, dtype)
         else:
-            setattr(module, name, Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype))
+            quantized = Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype)
+        if dense_prefill:
+            bias = None if child.bias is None else child.bias.detach().to(dtype)
+            quantized = PrefillDenseLinear(quantized, child.weight.detach().to(dtype), bias)
+        setattr(module, name, quantized)

@@ -102,18 +102,18 @@ class NativeBackend(LLMBackend):
 def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLMEngine, Tokenizer]:
     """Load the model onto `device` and start an engine over it; the CPU twin of a GPU engine gets CPU choices
     (fp32 weights quantised as `auto` would on a CPU unless quantization is off, an automatically sized KV pool)."""
-    from ragjet.device import default_dtype
+    from ragjet.device import default_dtype, pick_device
     from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
     from ragjet.llm.loaders import load_model
     from ragjet.llm.quantize import auto_quantization, quantize_model
 
-    is_twin = device.type == "cpu" and settings.device not in ("auto", "cpu")
+    is_twin = device.type == "cpu" and pick_device(settings.device).type == "cuda"
     dtype = default_dtype(device, "auto" if is_twin else settings.dtype)
     loaded = load_model(settings.model, device=device, dtype=dtype)
     mode = settings.quantization
     if mode == "auto" or (is_twin and mode == "bf16"):
         mode = auto_quantization(device, loaded.source)
-    quantize_model(loaded.model, mode)
+    quantize_model(loaded.model, mode, dense_prefill=settings.dense_prefill and device.type == "cpu")
     config = EngineConfig(
         max_num_seqs=settings.max_num_seqs,
         max_num_batched_tokens=settings.max_num_batched_tokens,
