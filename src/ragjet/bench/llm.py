@@ -251,7 +251,6 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
         cuda_rows, cuda_note = measure_cuda(cfg)
         rows += cuda_rows
         notes.append(cuda_note)
-    notes.append("Other work shared this machine's CPU while it ran: figures are noisy, ratios steadier.")
     return rows, "\n\n".join(notes)
 
 
