@@ -235,12 +235,13 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     rows = [row for peer, theirs in peers.items() for row in result_rows("", ours, peer, theirs)]
     prefix_case = f"prefix-cache hit, ~{cfg.num_prompt_tokens}-token prompt"
     rows.append(BenchRow(SUITE, prefix_case, "TTFT", hit * 1e3, "ms", "ragjet, cache miss", miss * 1e3, False))
+    llama_kernels = " on the GGUF itself (Q4_1, quantized kernels)" if llama is not None else ""
     notes = [
         f"CPU, {num_threads} torch threads: ragjet as its CPU default serves this Q4_1 file: int4 weight-only "
         "layer linears (groups of 32, the file's own grid), int8 LM head, bf16 compute; "
-        f"transformers float32; {llama_note} on the GGUF "
-        f"itself (Q4_1, quantized kernels). Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} "
-        "greedy new tokens (end-of-sequence ignored). Peers serve one request at a time: N concurrent = N "
+        f"transformers float32; {llama_note}{llama_kernels}. "
+        f"Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} greedy new tokens (end-of-sequence ignored). "
+        "Peers serve one request at a time: N concurrent = N "
         "queued requests, latency counted from submission; ragjet batches them continuously.",
         f"Greedy tokens identical to transformers for {_agreement(our_tokens, hf_tokens)} of {cfg.num_new_tokens}.",
         f"Prompt-lookup speculative decoding (decode steps of at most 4 sequences): {stats.num_draft_tokens} "
