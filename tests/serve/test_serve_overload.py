@@ -2,7 +2,7 @@
 
 The bounded overload test, small: offered 4× the rate it sustains, the server keeps running, sheds the
 excess with 429 + Retry-After, answers what it accepts within the deadline, and its memory does not grow
-from one overload round to the next. The server has its own process, as in production: a load generator
+from one overload round to the next once warm. The server has its own process, as in production: a load generator
 sharing its interpreter would steal the event loop's CPU and add its own queueing.
 
 Then graceful shutdown (the last test, on the same process): on SIGTERM the answers in flight, over HTTP
@@ -42,10 +42,10 @@ from support.tiny_models import COLLECTION  # noqa: E402
 QUESTIONS = ("Which lava flows quickly?", "What keeps a lighthouse lit?", "How does bread rise?")
 CONFIG = OverloadConfig(
     QUESTIONS, max_tokens=8, deadline_s=2.0, calibration_clients=8, calibration_requests=16,
-    multiple=4.0, duration_s=3.0, max_requests=200, round_timeout_s=30.0, rounds=2,
+    multiple=4.0, duration_s=3.0, max_requests=200, round_timeout_s=30.0, rounds=3,
 )  # fmt: skip
 MAX_TOKENS = 600  # long enough to still be decoding when the signal arrives
-RSS_GROWTH_MB = 32  # round 2 may not end this much above round 1
+RSS_GROWTH_MB = 32  # the last round may not end this much above the one before it
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,9 @@ def test_four_times_the_sustainable_rate(overload_server: ServerProcess) -> None
     report = asyncio.run(run_overload(url, CONFIG, pid=pid))
     print(f"\noverload: {report.to_json()}")
     assert report.alive_after and report.sustainable_rps > 0
-    first, second = report.rounds
+    # The first round warms up: the server reaches its working set (it once served 45 there and 79 in the next
+    # round, ending 34 MB higher). Flat memory means no growth from one round at that load to the next.
+    _, second, third = report.rounds
     for r in report.rounds:
         assert r.num_errors == 0, r
         assert r.num_served > 0 and r.num_rejected > 0, r  # it sheds, and it still serves
@@ -80,7 +82,7 @@ def test_four_times_the_sustainable_rate(overload_server: ServerProcess) -> None
         # client, all on 2 shared cores); at a few hundred requests/s that reached seconds in some rounds, so
         # only the client's median is held to the deadline.
         assert r.num_late_in_server == 0 and r.p50_latency_s <= CONFIG.deadline_s + DEADLINE_SLACK_S, r
-    assert second.rss_after_mb - first.rss_after_mb < RSS_GROWTH_MB
+    assert third.rss_after_mb - second.rss_after_mb < RSS_GROWTH_MB
     assert rss_mb(pid) > 0
 
 
