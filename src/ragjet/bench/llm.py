@@ -238,7 +238,8 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     llama_kernels = " on the GGUF itself (Q4_1, quantized kernels)" if llama is not None else ""
     notes = [
         f"CPU, {num_threads} torch threads: ragjet as its CPU default serves this Q4_1 file: int4 weight-only "
-        "layer linears (groups of 32, the file's own grid), int8 LM head, bf16 compute; "
+        "layer linears (groups of 32, the file's own grid) for decode, their dense bf16 copy for prefill, int8 LM "
+        "head, bf16 compute; "
         f"transformers float32; {llama_note}{llama_kernels}. "
         f"Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} greedy new tokens (end-of-sequence ignored). "
         "Peers serve one request at a time: N concurrent = N "
