@@ -31,9 +31,12 @@ lint: install
 test: lint
 	$(VENV)/bin/pytest -q -x --durations=15
 
-# llama-cpp-python compiles for several minutes, so only the benchmarks install it.
+# llama-cpp-python compiles for several minutes, so only the benchmarks install it. Its AMX kernels crash on
+# prompts of a few hundred tokens on this machine kind's Xeon, so they are built out (AVX-512 kernels serve).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 bench-peers: install
-	$(PIP) install -q llama-cpp-python || echo "llama-cpp-python unavailable: its peer column will be empty"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q llama-cpp-python \
+		|| echo "llama-cpp-python unavailable: its peer column will be empty"
 
 bench: bench-peers
 	$(RAGJET) bench all --out docs/benchmarks.md
