@@ -4,7 +4,6 @@ background loop, the real MiniLM embedder, a tiny random-weight chat Llama, the 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from ragjet.bench.servers import free_port
 from ragjet.config import Settings, load_settings
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.app import create_app, make_gatekeeper
@@ -41,12 +41,6 @@ class LiveServer:
 
     def engine_stats(self):  # type: ignore[no-untyped-def]
         return self.pipeline.engine_stats()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -22,7 +22,7 @@ import torch
 
 from ragjet.bench.load import LevelSummary, RequestResult, run_level
 from ragjet.bench.report import BenchRow
-from ragjet.bench.servers import free_port, server_process
+from ragjet.bench.servers import free_port, ragjet_env, server_process
 from ragjet.config import RagSettings, load_settings
 from ragjet.ingest.demo import demo_documents, write_demo_corpus
 from ragjet.rag.pipeline import RagPipeline
@@ -110,12 +110,7 @@ def request_body(question: str, max_tokens: int, deadline_s: float) -> dict[str,
 
 
 def server_env(data_dir: Path) -> dict[str, str]:
-    env = {"RAGJET_DATA_DIR": str(data_dir), "RAGJET_CONFIG": str(data_dir / "none.toml")}
-    for section, fields in SETTINGS.items():
-        for name, value in fields.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            env[f"RAGJET_{section.upper()}__{name.upper()}"] = text
-    return env
+    return ragjet_env(SETTINGS, data_dir)
 
 
 # --- measuring -----------------------------------------------------------------------------------

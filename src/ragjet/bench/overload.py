@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from ragjet.bench.servers import free_port, ragjet_env
+from ragjet.bench.servers import server_process as run_server
 
 COMPLETIONS = "/v1/chat/completions"
 DEMO_QUESTIONS = ("What does the with statement do?", "How are exceptions raised?",
@@ -240,12 +241,6 @@ async def run_overload(
     return report
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True, slots=True)
 class ServerProcess:
     url: str
@@ -256,43 +251,13 @@ class ServerProcess:
 @contextmanager
 def server_process(settings: dict[str, dict[str, object]], data_dir: Path) -> Iterator[ServerProcess]:
     """`ragjet serve` in a subprocess on free localhost ports, configured by RAGJET_* variables from
-    `settings` ({section: {field: value}}); yielded once /readyz answers, stopped (SIGTERM) afterwards."""
+    `settings` ({section: {field: value}}); yielded once /readyz answers, stopped gracefully afterwards."""
     port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "RAGJET_DATA_DIR": str(data_dir), "RAGJET_CONFIG": str(data_dir / "none.toml")}
-    for section, fields in settings.items():
-        for name, value in fields.items():
-            env[f"RAGJET_{section.upper()}__{name.upper()}"] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
     command = [sys.executable, "-c", "from ragjet.cli import main; main()", "serve",
                "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
+    with run_server(command, url, data_dir / "ragjet-serve.log", ragjet_env(settings, data_dir)) as process:
         yield ServerProcess(url, f"127.0.0.1:{grpc_port}", process)
-    finally:
-        process.terminate()  # SIGTERM: uvicorn drains, then gRPC stops
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read().decode()[-2000:] if process.stderr else ""
-            raise RuntimeError(f"ragjet serve exited with {process.returncode}: {stderr}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"ragjet serve at {url} not ready within {timeout_s:.0f} s")
 
 
 def upload(url: str, collection: str, files: list[Path]) -> None:

@@ -14,6 +14,18 @@ from pathlib import Path
 import httpx
 
 
+def ragjet_env(settings: dict[str, dict[str, object]], data_dir: Path) -> dict[str, str]:
+    """RAGJET_* variables that configure `ragjet serve` from {section: {field: value}}, over `data_dir` and no
+    config file."""
+    env = {"RAGJET_DATA_DIR": str(data_dir), "RAGJET_CONFIG": str(data_dir / "none.toml")}
+    for section, fields in settings.items():
+        for name, value in fields.items():
+            env[f"RAGJET_{section.upper()}__{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
