@@ -18,7 +18,8 @@ STAGES = tuple(s for s in METRIC_STAGES if s != "total")  # embed, search, reran
 PERCENTILES = (50, 90, 99)
 
 HINTS = {
-    "decode": "decode dominates: enable speculative decoding, int8 weights, or lower max_tokens",
+    "decode": "decode dominates: lower max_tokens, keep greedy sampling (prompt-lookup drafts apply to it) and "
+    "llm.quantization=auto on CPU, or serve the LLM on a GPU",
     "prefill": "prefill dominates: rely on prefix caching, shorten the context (fewer top_k chunks) or chunk prefill",
     "embed": "query embedding dominates: batch queries (embed.max_wait_ms), run the embedder on GPU or in int8",
     "search": "vector search dominates: use an ANN index (index.kind=ivf_flat/ivf_pq/hnsw) or lower index.nprobe",
