@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -53,3 +59,36 @@ def probe_device(device: torch.device, min_free_bytes: int = 0) -> bool:
     except Exception:  # noqa: BLE001 (every failure of the probe means the same: not yet healthy)
         return False
     return ok and free >= min_free_bytes
+
+
+class DeviceHealth:
+    """Whether a GPU that failed may be used again: after a failure it is skipped, then probed at most every
+    `interval_s` (the probe is `probe_device` on it, or one injected for tests), and used again once it passes.
+
+    A synchronous sibling of the LLM backend's failover policy, for stages that run on worker threads."""
+
+    def __init__(self, probe: Callable[[], bool], interval_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self._probe, self.interval_s, self._clock = probe, interval_s, clock
+        self._retry_at: float | None = None
+        self.num_failures = 0
+
+    @property
+    def is_failed(self) -> bool:
+        return self._retry_at is not None
+
+    def usable(self) -> bool:
+        if self._retry_at is None:
+            return True
+        if self._clock() < self._retry_at:
+            return False
+        if self._probe():
+            log.warning("GPU healthy again: back on the GPU")
+            self._retry_at = None
+            return True
+        self._retry_at = self._clock() + self.interval_s
+        return False
+
+    def failed(self, exc: BaseException) -> None:
+        self.num_failures += 1
+        self._retry_at = self._clock() + self.interval_s
+        log.warning("GPU failed (%s: %s): on the CPU, next probe in %.0f s", type(exc).__name__, exc, self.interval_s)

@@ -84,3 +84,52 @@ def test_fp32_and_the_default_dtype_agree(embedder: Embedder) -> None:
     assert (fp32.embed(TEXTS) * embedder.embed(TEXTS)).sum(1).min() >= 0.999
     with pytest.raises(ValueError, match="dtype"):
         Embedder.load("all-MiniLM-L6-v2", device="cpu", dtype="int4")
+
+
+def test_a_gpu_failure_moves_batches_to_a_cpu_copy_until_the_probe_passes(embedder: Embedder) -> None:
+    """No GPU here: the primary encoder's forward raises CUDA's out-of-memory error, as a full card would."""
+    import torch
+
+    from ragjet.device import DeviceHealth
+
+    expected = embedder.embed(TEXTS[:3])
+    healthy, now, calls = [False], [0.0], []
+
+    def failing_forward(*args: object) -> torch.Tensor:
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    health = DeviceHealth(lambda: healthy[0], interval_s=5.0, clock=lambda: now[0])
+    primary = Embedder(embedder.model, embedder.tokenizer, embedder.model_id, embedder.max_seq_len,
+                       source=resolve_model("all-MiniLM-L6-v2"), health=health)  # fmt: skip
+    original = primary.model.forward
+    primary.model.forward = failing_forward  # type: ignore[method-assign]
+    try:
+        np.testing.assert_allclose(primary.embed(TEXTS[:3]), expected, atol=1e-6)  # redone on the CPU copy
+        assert len(calls) == 1 and health.is_failed and health.num_failures == 1
+        now[0] = 1.0
+        primary.embed(TEXTS[:1])  # before the next probe: straight to the CPU copy
+        now[0] = 6.0
+        primary.embed(TEXTS[:1])  # the probe fails: still the CPU
+        assert len(calls) == 1
+        healthy[0], now[0] = True, 12.0
+        primary.model.forward = original  # type: ignore[method-assign]
+        np.testing.assert_allclose(primary.embed(TEXTS[:3]), expected, atol=1e-6)  # probe passed: primary again
+        assert not health.is_failed
+    finally:
+        primary.model.forward = original  # type: ignore[method-assign]
+
+
+def test_an_error_that_is_not_a_device_failure_is_raised(embedder: Embedder) -> None:
+    from ragjet.device import DeviceHealth
+
+    broken = Embedder(embedder.model, embedder.tokenizer, embedder.model_id, embedder.max_seq_len,
+                      health=DeviceHealth(lambda: True))  # fmt: skip
+    original = broken.model.forward
+    broken.model.forward = lambda *a: (_ for _ in ()).throw(ValueError("bad shapes"))  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ValueError, match="bad shapes"):
+            broken.embed(TEXTS[:1])
+        assert broken.health is not None and not broken.health.is_failed
+    finally:
+        broken.model.forward = original  # type: ignore[method-assign]
