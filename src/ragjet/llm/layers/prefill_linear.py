@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DENSE_MIN_ROWS = 32  # steps with at least this many tokens take the dense path
+# Steps with at least this many tokens take the dense path. Measured over SmolLM2's 120 layer linears (int4 vs
+# dense bf16): 8 rows 15.7 vs 26.8 ms, 16 rows 30.5 vs 26.5, 24 rows 41.4 vs 28.5, 32 rows 52.7 vs 28.7. Dense wins
+# from ~14 rows; 24 keeps speculative verify steps (at most 4 sequences x 4 tokens) on the weights plain decode uses.
+DENSE_MIN_ROWS = 24
 
 
 class PrefillDenseLinear(nn.Module):
