@@ -215,7 +215,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     cfg = QUICK if quick else FULL
     gguf = resolve_model(MODEL)
     num_threads = torch.get_num_threads()
-    engine, tokenizer = start_engine("cpu", torch.float32, max(cfg.concurrency))
+    engine, tokenizer = start_engine("cpu", max(cfg.concurrency))
     prompts = PromptSets.build(tokenizer, cfg, cfg.concurrency)
     ours = measure_native(engine, prompts, cfg.num_new_tokens)
     miss, hit = measure_prefix_ttft(engine, prompts.prefix_pairs)
@@ -268,7 +268,7 @@ def _agreement(ours: list[int], theirs: list[int]) -> int:
 
 def measure_cuda(cfg: LLMBenchConfig) -> tuple[list[BenchRow], str]:
     """bf16 on the GPU at 1/16/64 concurrent requests (ragjet only)."""
-    engine, tokenizer = start_engine("cuda", torch.bfloat16, max(CUDA_CONCURRENCY))
+    engine, tokenizer = start_engine("cuda", max(CUDA_CONCURRENCY))
     prompts = PromptSets.build(tokenizer, cfg, CUDA_CONCURRENCY)
     results = measure_native(engine, prompts, cfg.num_new_tokens)
     asyncio.run(engine.shutdown())
@@ -276,13 +276,11 @@ def measure_cuda(cfg: LLMBenchConfig) -> tuple[list[BenchRow], str]:
     return rows, f"CUDA rows: bf16 on {torch.cuda.get_device_name(0)}, ragjet only."
 
 
-def start_engine(device: str, dtype: torch.dtype, max_num_seqs: int) -> tuple[AsyncLLMEngine, PromptTokenizer]:
-    from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
-    from ragjet.llm.loaders import load_model
-    from ragjet.llm.quantize import auto_quantization, quantize_model
+def start_engine(device: str, max_num_seqs: int) -> tuple[AsyncLLMEngine, PromptTokenizer]:
+    """The engine `ragjet serve` builds on `device` with default settings (on CPU: int4 from this Q4_1 file,
+    dense bf16 prefill; on CUDA: bf16), so the bench measures what users run."""
+    from ragjet.config import LLMSettings
+    from ragjet.llm.backends.native import build_engine
 
-    loaded = load_model(MODEL, device=device, dtype=dtype)
-    if device == "cpu":  # what `quantization = "auto"` serves on a CPU: int4 for this Q4_1 file, dense prefill
-        quantize_model(loaded.model, auto_quantization(torch.device(device), loaded.source), dense_prefill=True)
-    engine = LLMEngine(loaded, EngineConfig(max_num_seqs=max_num_seqs, max_model_len=2048))
-    return AsyncLLMEngine(engine), loaded.tokenizer
+    settings = LLMSettings(model=MODEL, device=device, max_num_seqs=max_num_seqs, max_model_len=2048)
+    return build_engine(settings, torch.device(device))
