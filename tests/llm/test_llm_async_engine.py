@@ -21,6 +21,7 @@ from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError  
 from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine  # noqa: E402
 from ragjet.llm.loaders import load_model  # noqa: E402
 from ragjet.llm.sampling_params import SamplingParams  # noqa: E402
+from ragjet.models import ModelNotFoundError  # noqa: E402
 
 PROMPTS = ["The lighthouse", "Sourdough bread rises", "Mount Etna on Sicily", "A Fresnel lens", "Basaltic lava"]
 
@@ -198,3 +199,28 @@ async def test_shutdown_without_drain_cuts_requests_off(engine: LLMEngine) -> No
     with pytest.raises(EngineStoppedError):
         await task
     assert engine.stats().num_used_blocks == 0
+
+
+async def test_an_engine_built_by_a_function_is_built_on_the_step_thread(tiny_llama_dir: Path) -> None:
+    built_on: list[threading.Thread] = []
+
+    def build() -> LLMEngine:
+        built_on.append(threading.current_thread())
+        loaded = load_model(str(tiny_llama_dir), device="cpu")
+        return LLMEngine(loaded, EngineConfig(max_num_seqs=2, max_model_len=64, block_size=4))
+
+    front = AsyncLLMEngine(build)
+    try:
+        assert built_on == [front._thread]
+        tokens, _, reason = await collect(front, PROMPTS[0], greedy(4))
+        assert tokens == reference(front.engine, PROMPTS[0], greedy(4)) and reason == "length"
+    finally:
+        await front.shutdown()
+
+
+def test_what_the_build_function_raises_is_raised_by_the_constructor(tmp_path: Path) -> None:
+    def build() -> LLMEngine:
+        return LLMEngine(load_model(str(tmp_path / "missing-model"), device="cpu"))
+
+    with pytest.raises(ModelNotFoundError, match="missing-model"):
+        AsyncLLMEngine(build)

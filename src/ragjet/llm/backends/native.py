@@ -22,6 +22,7 @@ from ragjet.llm.engine.async_engine import AsyncLLMEngine
 
 if TYPE_CHECKING:
     from ragjet.config import LLMSettings
+    from ragjet.llm.engine.llm_engine import LLMEngine
     from ragjet.llm.engine.outputs import EngineStats
     from ragjet.llm.sampling_params import SamplingParams
     from ragjet.llm.tokenizer import Tokenizer
@@ -101,7 +102,13 @@ class NativeBackend(LLMBackend):
 
 def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLMEngine, Tokenizer]:
     """Load the model onto `device` and start an engine over it; the CPU twin of a GPU engine gets CPU choices
-    (fp32 weights quantised as `auto` would on a CPU unless quantization is off, an automatically sized KV pool)."""
+    (fp32 weights quantised as `auto` would on a CPU unless quantization is off, an automatically sized KV pool).
+    The model is loaded on the engine's own thread (see async_engine.py for why)."""
+    engine = AsyncLLMEngine(functools.partial(_load_engine, settings, device))
+    return engine, engine.engine.tokenizer
+
+
+def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
     from ragjet.device import default_dtype, pick_device
     from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
     from ragjet.llm.loaders import load_model
@@ -124,7 +131,7 @@ def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLME
         max_waiting=settings.max_waiting,
         enable_prefix_caching=settings.enable_prefix_caching,
     )
-    return AsyncLLMEngine(LLMEngine(loaded, config)), loaded.tokenizer
+    return LLMEngine(loaded, config)
 
 
 async def _tagged(deltas: AsyncGenerator[TextDelta, None], reason: str) -> AsyncGenerator[TextDelta, None]:
