@@ -78,8 +78,8 @@ class LLMSettings(Section):
     )
     dense_prefill: bool = Field(
         True,
-        description="CPU int8/int4: prefill with a dense bf16 copy of each layer weight (several times faster "
-        "prefill for 2 bytes a parameter more memory)",
+        description="CPU int8/int4: steps of many rows (prefills, decode batches of 10+ sequences) use a dense "
+        "bf16 copy of each weight, LM head included (several times faster for 2 bytes a parameter more memory)",
     )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(4096, ge=16)

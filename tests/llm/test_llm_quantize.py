@@ -24,7 +24,12 @@ from ragjet.llm.layers.linear import (
     quantize_int4,
     quantize_int8,
 )
-from ragjet.llm.layers.prefill_linear import DENSE_MIN_ROWS, PrefillDenseLinear
+from ragjet.llm.layers.prefill_linear import (
+    DENSE_MIN_ROWS,
+    LM_HEAD_DENSE_MIN_ROWS,
+    DenseWeight,
+    PrefillDenseLinear,
+)
 from ragjet.llm.loaders import load_model
 from ragjet.llm.quantize import auto_quantization, compute_dtype, quantize_model
 
@@ -207,22 +212,37 @@ def test_dense_prefill_uses_the_dense_weight_for_many_tokens_and_the_quantised_o
 ) -> None:
     plain = quantize_model(copy.deepcopy(tiny), mode)  # type: ignore[arg-type]
     model = quantize_model(copy.deepcopy(tiny), mode, dense_prefill=True)  # type: ignore[arg-type]
-    qkv = model.model.layers[0].self_attn.qkv_proj
-    assert isinstance(qkv, PrefillDenseLinear) and isinstance(model.lm_head, Int8WeightOnlyLinear)
-    reference = tiny.model.layers[0].self_attn.qkv_proj
+    qkv, head = model.model.layers[0].self_attn.qkv_proj, model.lm_head
+    assert isinstance(qkv, PrefillDenseLinear) and qkv.min_rows == DENSE_MIN_ROWS
+    assert isinstance(head, PrefillDenseLinear) and head.min_rows == LM_HEAD_DENSE_MIN_ROWS
+    assert isinstance(head.quantized, Int8WeightOnlyLinear) and head.quantized is model.model.embed_tokens.head
+    reference_qkv = tiny.model.layers[0].self_attn.qkv_proj
+    cases = [  # (dense-capable layer, float weight and bias it stands for, the plain quantised layer)
+        (qkv, reference_qkv.weight, reference_qkv.bias, plain.model.layers[0].self_attn.qkv_proj),
+        (head, tiny.model.embed_tokens.weight, None, plain.lm_head),  # the tied head multiplies by the embedding
+    ]
     with torch.inference_mode():
-        many = torch.randn(DENSE_MIN_ROWS, reference.in_features).bfloat16()
-        expected = F.linear(
-            many, reference.weight.bfloat16(), None if reference.bias is None else reference.bias.bfloat16()
-        )
-        torch.testing.assert_close(qkv(many), expected)  # exactly the dense bf16 product, no rounding of weights
-        few = many[: DENSE_MIN_ROWS - 1]
-        torch.testing.assert_close(qkv(few), plain.model.layers[0].self_attn.qkv_proj(few), rtol=0, atol=0)
+        for layer, weight, bias, quantised in cases:
+            many = torch.randn(layer.min_rows, weight.shape[1]).bfloat16()
+            dense_bias = None if bias is None else bias.bfloat16()
+            # Exactly the dense bf16 product (no rounding of weights), up to the GEMM's summation order.
+            torch.testing.assert_close(layer(many), F.linear(many, weight.bfloat16(), dense_bias))
+            few = many[: layer.min_rows - 1]
+            torch.testing.assert_close(layer(few), quantised(few), rtol=0, atol=0)
     ids = list(range(1, 120))  # one prefill step of 119 tokens: dense layers, closer to fp32 than int-only
     expected_logits = full_logits(tiny, ids)
     assert relative_error(full_logits(model, ids), expected_logits) < relative_error(
         full_logits(plain, ids), expected_logits
     )
+
+
+def test_a_dense_weight_is_prepacked_for_onednn_in_bf16_on_the_cpu_only() -> None:
+    weight = torch.randn(48, 32)
+    packed, plain = DenseWeight(weight.bfloat16(), None), DenseWeight(weight, None)
+    assert packed.prepacked == torch.backends.mkldnn.is_available() and not plain.prepacked
+    x = torch.randn(5, 32)
+    torch.testing.assert_close(plain(x), F.linear(x, weight), rtol=0, atol=0)
+    torch.testing.assert_close(packed(x.bfloat16()), F.linear(x.bfloat16(), weight.bfloat16()))
 
 
 def test_int4_refuses_a_model_off_the_cpu(tiny_llama_dir: Path) -> None:

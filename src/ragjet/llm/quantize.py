@@ -17,9 +17,10 @@ the loaded dtype (bf16/fp16 on CUDA). Measured on SmolLM2-135M (see the tests an
 bf16 activations cost more accuracy than the int8 weights do.
 
 Dense prefill (``dense_prefill=True``, the CPU default through ``llm.dense_prefill``): each quantised
-layer linear also keeps a dense copy of its weight in the compute dtype and uses it for steps of many
-tokens (``PrefillDenseLinear``): the weight-only kernels are fast for decode's few rows but several times
-slower than a dense bf16 GEMM for a prefill. It costs 2 bytes a layer parameter of memory.
+linear, the LM head included, also keeps a dense copy of its weight in the compute dtype (prepacked for
+oneDNN on the CPU) and uses it for steps of many rows (``PrefillDenseLinear``): the weight-only kernels
+are fast for decode's few rows but several times slower than a dense bf16 GEMM for a prefill or a large
+decode batch. It costs 2 bytes a parameter of memory.
 
 With tied embeddings the LM head is quantised from the embedding table and the embedding then reads
 its rows from the same int8 table (``Int8Embedding``), so the two stay one tensor.
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from ragjet.llm.layers.linear import INT4_GROUP_SIZE, Int4WeightOnlyLinear, Int8Embedding, Int8WeightOnlyLinear
-from ragjet.llm.layers.prefill_linear import PrefillDenseLinear
+from ragjet.llm.layers.prefill_linear import LM_HEAD_DENSE_MIN_ROWS, PrefillDenseLinear
 from ragjet.llm.loaders.gguf import is_gguf, layer_weight_types
 
 QuantizationMode = Literal["none", "int8", "int4", "bf16"]
@@ -93,15 +94,25 @@ def quantize_model(model: nn.Module, mode: QuantizationMode, dense_prefill: bool
 
 def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
     embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    head: Int8WeightOnlyLinear | None = None
+    head_weight = torch.empty(0)
     if getattr(model, "lm_head", "untied") is None and isinstance(embed, nn.Embedding):
-        head = Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
-        model.lm_head = head
+        head_weight, head = embed.weight, Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
         model.model.embed_tokens = Int8Embedding(head)  # type: ignore[union-attr]
     untied_head = getattr(model, "lm_head", None)
     if isinstance(untied_head, nn.Linear):  # int8 whatever the mode, like the tied one
-        model.lm_head = Int8WeightOnlyLinear.from_float(untied_head.weight, untied_head.bias, dtype)
+        head_weight, head = untied_head.weight, Int8WeightOnlyLinear.from_float(
+            untied_head.weight, untied_head.bias, dtype
+        )
+    if head is not None:
+        model.lm_head = head  # before the layers are replaced, so the head stays int8
     _replace_linears(model, dtype, mode, dense_prefill)
-    model.to(dtype)  # norms, the untied embedding, scales and biases; int8/int4 tensors are left alone
+    if head is not None and dense_prefill:
+        dense = head_weight.detach().to(dtype)
+        model.lm_head = PrefillDenseLinear(head, dense, head.bias, min_rows=LM_HEAD_DENSE_MIN_ROWS)
+    # Norms, the untied embedding, scales and biases; int8/int4 tensors and (already in dtype) dense copies are
+    # left alone.
+    model.to(dtype)
 
 
 def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
@@ -115,6 +126,5 @@ def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMo
         else:
             quantized = Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype)
         if dense_prefill:
-            bias = None if child.bias is None else child.bias.detach().to(dtype)
-            quantized = PrefillDenseLinear(quantized, child.weight.detach().to(dtype), bias)
+            quantized = PrefillDenseLinear(quantized, child.weight.detach().to(dtype), getattr(quantized, "bias", None))
         setattr(module, name, quantized)
