@@ -6,6 +6,7 @@ import asyncio
 from contextlib import aclosing
 
 import pytest
+import torch
 
 from support.stack import require_layers
 
@@ -117,3 +118,9 @@ async def test_deadline_during_generation_returns_the_answer_so_far(pipeline: Ra
     answer = rest[-1].answer
     assert answer.finish_reason == "timeout"
     assert answer.text == "".join(e.text for e in rest if isinstance(e, AnswerDelta))
+
+
+async def test_helper_threads_run_torch_single_threaded_beside_an_engine_on_the_cpu(pipeline: RagPipeline):
+    # The engine's step thread needs the cores' only OpenMP team (ragjet/cpu_threads.py).
+    assert await asyncio.to_thread(torch.get_num_threads) == 1
+    assert pipeline._batcher is not None and pipeline._batcher.single_threaded

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ragjet.cpu_threads import run_torch_single_threaded
 from ragjet.embed.embedder import Embedder
 
 _STOP = object()
@@ -29,8 +30,12 @@ class BatcherStats:
 
 
 class DynamicBatcher:
-    def __init__(self, embedder: Embedder, max_batch: int = 64, max_wait_ms: float = 2.0):
+    def __init__(
+        self, embedder: Embedder, max_batch: int = 64, max_wait_ms: float = 2.0, single_threaded: bool = False
+    ):
+        """`single_threaded`: the worker runs torch on its own thread alone (see ragjet/cpu_threads.py)."""
         self.embedder, self.max_batch, self.max_wait_s = embedder, max_batch, max_wait_ms / 1e3
+        self.single_threaded = single_threaded
         self.stats = BatcherStats()
         self._queue: queue.Queue[object] = queue.Queue()
         self._closed = False
@@ -61,6 +66,8 @@ class DynamicBatcher:
                 item[1].set_exception(RuntimeError("the embedding batcher was closed"))  # type: ignore[index]
 
     def _run(self) -> None:
+        if self.single_threaded:
+            run_torch_single_threaded()
         while True:
             first = self._queue.get()
             if first is _STOP:

@@ -101,8 +101,9 @@ def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dens
         model.model.embed_tokens = Int8Embedding(head)  # type: ignore[union-attr]
     untied_head = getattr(model, "lm_head", None)
     if isinstance(untied_head, nn.Linear):  # int8 whatever the mode, like the tied one
-        head_weight, head = untied_head.weight, Int8WeightOnlyLinear.from_float(
-            untied_head.weight, untied_head.bias, dtype
+        head_weight, head = (
+            untied_head.weight,
+            Int8WeightOnlyLinear.from_float(untied_head.weight, untied_head.bias, dtype),
         )
     if head is not None:
         model.lm_head = head  # before the layers are replaced, so the head stays int8

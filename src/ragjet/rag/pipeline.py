@@ -19,7 +19,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from ragjet.config import Settings
+from ragjet.config import LLMSettings, Settings
+from ragjet.cpu_threads import single_threaded_executor
 from ragjet.embed.batcher import BatcherStats, DynamicBatcher
 from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
@@ -66,6 +67,14 @@ class _Prepared:
     retrieval_fallback: str | None = None  # the backup index answered, and why
 
 
+def decodes_on_cpu(settings: LLMSettings) -> bool:
+    """Whether generation runs our own engine on this machine's CPU: its step thread then needs the cores'
+    only OpenMP team, and the pipeline's helper threads run torch single-threaded."""
+    from ragjet.device import pick_device
+
+    return settings.backend == "native" and pick_device(settings.device).type == "cpu"
+
+
 class RagPipeline:
     """One process-wide pipeline shared by the REST, OpenAI, gRPC and CLI transports.
 
@@ -99,9 +108,13 @@ class RagPipeline:
         async with self._start_lock:
             embed = self.settings.embed
             if self._embedder is None:
+                # Decided once, before any helper thread runs torch: see ragjet/cpu_threads.py.
+                single_threaded = generate and decodes_on_cpu(self.settings.llm)
+                if single_threaded:
+                    asyncio.get_running_loop().set_default_executor(single_threaded_executor("ragjet-helper"))
                 self._embedder = await asyncio.to_thread(Embedder.load, embed.model, device=embed.device)
                 self._batcher = DynamicBatcher(
-                    self._embedder, max_batch=embed.batch_size, max_wait_ms=embed.max_wait_ms
+                    self._embedder, embed.batch_size, embed.max_wait_ms, single_threaded=single_threaded
                 )
                 for registry in self._registries.values():
                     registry.embedder = self._embedder

@@ -7,11 +7,7 @@ A caller that stops iterating (break, cancellation, a client that went away) abo
 frees its KV blocks.
 
 Give it a function that builds the engine rather than a built one, and the model is loaded on the step
-thread too. On the CPU that matters: torch's OpenMP runtime (libgomp) keeps one thread team per thread
-that runs parallel ops, and once more threads sit in teams than there are cores it stops spin-waiting
-between parallel regions and sleeps instead. A decode step is hundreds of small parallel kernels, so it
-then pays a wake-up per kernel: measured on SmolLM2-135M, 2 cores, batch 1, a step took 46.5 ms when the
-model was loaded on another thread and 25.8 ms when loading and stepping shared one.
+thread too, so on the CPU loading and stepping share one OpenMP thread team (see ragjet/cpu_threads.py).
 """
 
 from __future__ import annotations
