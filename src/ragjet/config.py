@@ -81,6 +81,11 @@ class LLMSettings(Section):
         description="CPU int8/int4: steps of many rows (prefills, decode batches of 10+ sequences) use a dense "
         "bf16 copy of each weight, LM head included (several times faster for 2 bytes a parameter more memory)",
     )
+    cpu_kernels: bool = Field(
+        True,
+        description="bf16 on CPU: fused C++ kernels for RMSNorm, RoPE, SiLU and paged decode attention, compiled "
+        "on first start (needs a C++ compiler; ~30 s, then cached), pure torch without them",
+    )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(4096, ge=16)
     max_model_len: int = Field(4096, ge=16)

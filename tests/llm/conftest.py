@@ -229,3 +229,11 @@ def smollm2(llm_cache_dir: Path) -> object:
     from ragjet.llm.loaders import load_model
 
     return load_model("SmolLM2-135M-Instruct", device="cpu", dtype=torch.float32, cache_dir=llm_cache_dir)
+
+
+@pytest.fixture
+def torch_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layers' pure-torch paths even when an earlier test has loaded the fused CPU kernels."""
+    from ragjet.llm.kernels import cpu as cpu_kernels
+
+    monkeypatch.setitem(cpu_kernels._state, "loaded", False)

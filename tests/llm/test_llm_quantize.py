@@ -319,7 +319,7 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: i
 
 @pytest.mark.parametrize("q_lens", [[1], [1, 1, 1], [3, 1, 5]], ids=["decode-1", "decode-3", "mixed"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_paged_attention_matches_dense_attention(q_lens: list[int], dtype: torch.dtype) -> None:
+def test_paged_attention_matches_dense_attention(q_lens: list[int], dtype: torch.dtype, torch_paths: None) -> None:
     torch.manual_seed(0)
     num_heads, num_kv_heads, head_dim, block_size = 6, 2, 16, 4
     context_lens = [9, 14, 5][: len(q_lens)]

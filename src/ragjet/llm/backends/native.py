@@ -130,6 +130,7 @@ def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
         gpu_memory_utilization=settings.gpu_memory_utilization,
         max_waiting=settings.max_waiting,
         enable_prefix_caching=settings.enable_prefix_caching,
+        cpu_kernels=settings.cpu_kernels,
     )
     return LLMEngine(loaded, config)
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ragjet.llm.kernels import cpu as cpu_kernels
+
 
 @dataclass(slots=True)
 class PagedIndex:
@@ -92,6 +94,10 @@ def paged_attention(
     q: (T, Hq, D); k_cache/v_cache: (num_blocks, block_size, Hkv, D). Returns (T, Hq, D).
     """
     block_size, num_kv_heads, head_dim = k_cache.shape[1:]
+    if meta.is_decode and cpu_kernels.usable(q):  # one pass over the pool, no gathered copies
+        return torch.ops.ragjet_cpu.paged_decode_attention(
+            q, k_cache, v_cache, meta.block_tables, meta.context_lens, scale
+        )
     if meta.paged_index is None:
         meta.paged_index = build_paged_index(meta, block_size)
     index = meta.paged_index

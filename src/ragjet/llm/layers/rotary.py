@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ragjet.llm.kernels import cpu as cpu_kernels
+
 
 def default_inv_freq(head_dim: int, theta: float) -> torch.Tensor:
     """(head_dim / 2,) float32 rotation frequencies theta^(-2i/d)."""
@@ -110,12 +112,16 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """positions: (T,) int64 -> (cos, sin), each (T, 1, D), for ``apply_rotary``."""
         cos, sin = self.cos_sin_cache[positions].unbind(1)  # (T, 1, D) each
-        return cos, sin
+        return cos.contiguous(), sin.contiguous()  # read by every layer: copied once here
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x: (T, H, D); cos, sin: (T, 1, D) from ``RotaryEmbedding`` -> x rotated, (T, H, D).
 
     Same values as HF's ``x * cos + rotate_half(x) * sin``: roll brings (x2, x1) and sin carries the sign.
+    In bf16 on the CPU, with the fused kernels loaded, x is rotated in place and returned.
     """
+    if cpu_kernels.usable(x) and x.stride(-1) == 1:
+        torch.ops.ragjet_cpu.rotary_(x, cos, sin)
+        return x
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin)

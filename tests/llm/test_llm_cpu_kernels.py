@@ -1,0 +1,116 @@
+"""The fused CPU kernels against the torch paths they replace: same values (fp32 tightly, bf16 to a rounding),
+on the shapes the engine gives them (views, GQA groups, ragged contexts, scattered blocks), and on SmolLM2."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
+from ragjet.llm.kernels import cpu as cpu_kernels
+from ragjet.llm.layers.attention import AttentionMetadata, paged_attention
+from ragjet.llm.layers.norm import RMSNorm
+from ragjet.llm.layers.rotary import RotaryEmbedding, apply_rotary
+from ragjet.llm.loaders import LoadedModel
+from ragjet.llm.quantize import quantize_model
+from ragjet.llm.sampling_params import SamplingParams
+
+if shutil.which("c++") is None:
+    pytest.skip("no C++ compiler: the kernels cannot be built here (the torch paths serve)", allow_module_level=True)
+
+OPS = torch.ops.ragjet_cpu
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    assert cpu_kernels.load(), "the kernels failed to build: see the log"
+
+
+def close(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """fp32: float rounding only; bf16: the kernels round once where torch rounds after every op."""
+    tol = 1e-5 if got.dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.float(), expected.float(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_rms_norm_matches_the_add_and_the_norm(dtype: torch.dtype) -> None:
+    x, residual = torch.randn(7, 96).to(dtype), torch.randn(7, 96).to(dtype)
+    weight = (1 + 0.1 * torch.randn(96)).to(dtype)
+    out, summed = OPS.add_rms_norm(x, residual, weight, 1e-6)
+    torch.testing.assert_close(summed, x + residual, rtol=0, atol=0)  # the residual stream: rounded as torch does
+    close(out, F.rms_norm(x + residual, (96,), weight, 1e-6))
+    out, same = OPS.add_rms_norm(x, None, weight, 1e-6)
+    close(out, F.rms_norm(x, (96,), weight, 1e-6))
+    assert same.data_ptr() == x.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rotary_in_place_matches_rotate_half_on_a_view_of_the_qkv_row(dtype: torch.dtype) -> None:
+    rope = RotaryEmbedding(32, 10000.0, None, 256).to(dtype)
+    cos, sin = rope(torch.tensor([0, 3, 17, 255]))
+    qkv = torch.randn(4, 7 * 32).to(dtype)
+    qk = qkv[:, : 5 * 32].view(4, 5, 32)  # q and k heads, strided like the model's
+    reference = torch.addcmul(qk * cos, qk.roll(16, dims=-1), sin)  # apply_rotary's torch formula
+    v_before = qkv[:, 5 * 32 :].clone()
+    OPS.rotary_(qk, cos, sin)
+    close(qk, reference)
+    torch.testing.assert_close(qkv[:, 5 * 32 :], v_before, rtol=0, atol=0)  # v is not touched
+    if dtype == torch.bfloat16:  # the layer function takes the kernel, in place
+        fresh = torch.randn(4, 5, 32).to(dtype)
+        expected = torch.addcmul(fresh * cos, fresh.roll(16, dims=-1), sin)
+        assert apply_rotary(fresh, cos, sin).data_ptr() == fresh.data_ptr()
+        close(fresh, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("q_heads", "kv_heads", "head_dim"), [(9, 3, 64), (8, 2, 128), (4, 4, 32)])
+def test_paged_decode_attention_matches_the_gathering_torch_path(
+    dtype: torch.dtype, q_heads: int, kv_heads: int, head_dim: int
+) -> None:
+    torch.manual_seed(0)
+    num_blocks, block_size = 40, 4
+    k_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype)
+    v_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype)
+    lens = torch.tensor([13, 1, 30, 4, 22, 9])  # ragged, one sequence of a single token
+    tables = torch.stack([torch.randperm(num_blocks)[:8] for _ in lens])  # scattered blocks
+    q = torch.randn(len(lens), q_heads + kv_heads, head_dim).to(dtype)[:, :q_heads]  # a strided view, as in the model
+    empty = torch.empty(0, dtype=torch.long)
+    meta = AttentionMetadata(q_lens=[1] * len(lens), context_lens=lens, slot_mapping=empty, block_tables=tables)
+    expected = paged_attention(q.contiguous().float(), k_cache.float(), v_cache.float(), meta, head_dim**-0.5)
+    # Enough sequences for one work item per sequence, and few enough for one per kv head: both splits.
+    for seqs in (len(lens), 1):
+        got = OPS.paged_decode_attention(q[:seqs], k_cache, v_cache, tables[:seqs], lens[:seqs], head_dim**-0.5)
+        close(got, expected[:seqs])
+
+
+def test_the_layers_use_the_kernels_in_bf16_only() -> None:
+    norm = RMSNorm(16, 1e-6).to(torch.bfloat16)
+    assert cpu_kernels.usable(torch.ones(1, dtype=torch.bfloat16)) and not cpu_kernels.usable(torch.ones(1))
+    x = torch.randn(3, 16).to(torch.bfloat16)
+    torch.testing.assert_close(norm(x), OPS.add_rms_norm(x, None, norm.weight, 1e-6)[0], rtol=0, atol=0)
+
+
+def test_smollm2_decodes_the_same_text_with_and_without_the_kernels(
+    smollm2: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served CPU configuration (int4 + dense prefill, bf16): the kernels change roundings, not the answer.
+
+    Plain decode steps (no speculative drafts): a verify step takes the torch paths, and mixing the two on a
+    near-tie of the top logits (this prompt has one at token 6, 0.06 apart in fp32) may flip it either way.
+    """
+    model = quantize_model(copy.deepcopy(smollm2.model), "int4", dense_prefill=True)
+    loaded = LoadedModel(model, smollm2.config, smollm2.tokenizer, smollm2.source)
+    messages = [{"role": "user", "content": "Name three primary colours."}]
+    prompt = smollm2.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    params = SamplingParams(temperature=0.0, max_tokens=16)
+    outputs = {}
+    for use in (True, False):
+        config = EngineConfig(max_num_seqs=2, max_model_len=512, num_speculative_tokens=0, cpu_kernels=use)
+        monkeypatch.setitem(cpu_kernels._state, "loaded", use)  # the engine loads them; this also turns them off
+        (outputs[use],) = LLMEngine(loaded, config).generate([prompt], params)
+    assert outputs[True].token_ids == outputs[False].token_ids
