@@ -19,8 +19,8 @@ from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.quantize import quantize_model
 from ragjet.llm.sampling_params import SamplingParams
 
-if shutil.which("c++") is None:
-    pytest.skip("no C++ compiler: the kernels cannot be built here (the torch paths serve)", allow_module_level=True)
+if shutil.which("c++") is None or shutil.which("ninja") is None:
+    pytest.skip("no C++ compiler or ninja: the kernels cannot be built here (torch paths serve)", allow_module_level=True)
 
 OPS = torch.ops.ragjet_cpu
 DTYPES = [torch.float32, torch.bfloat16]

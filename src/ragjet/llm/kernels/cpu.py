@@ -1,6 +1,6 @@
 """Builds and loads ragjet's fused CPU kernels (cpu_kernels.cpp) as ``torch.ops.ragjet_cpu``.
 
-They are compiled on first use with the machine's C++ compiler (``-O3 -march=native``, about 30 s on 2
+They are compiled on first use with the machine's C++ compiler and ninja (``-O3 -march=native``, about 30 s on 2
 cores) into a cache keyed by the source, torch version and CPU, so later starts load them in well under
 a second. Without a compiler, or when the build fails, ``load`` logs why once and returns False: the
 layers then take their pure-torch paths, which compute the same thing more slowly.
@@ -50,8 +50,8 @@ def _cpuinfo() -> list[str]:
 @functools.cache
 def load() -> bool:
     """Compile (first time) and load the kernels; False, with the reason logged, when they cannot be."""
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        log.warning("no C++ compiler found: the LLM runs without its fused CPU kernels (slower decode)")
+    if shutil.which(os.environ.get("CXX", "c++")) is None or shutil.which("ninja") is None:
+        log.warning("no C++ compiler or no ninja found: the LLM runs without its fused CPU kernels (slower decode)")
         return False
     from torch.utils.cpp_extension import load as build
 
