@@ -4,18 +4,21 @@ on the shapes the engine gives them (views, GQA groups, ragged contexts, scatter
 from __future__ import annotations
 
 import copy
+import itertools
 import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
 from ragjet.llm.kernels import cpu as cpu_kernels
 from ragjet.llm.layers.attention import AttentionMetadata, paged_attention
 from ragjet.llm.layers.norm import RMSNorm
 from ragjet.llm.layers.rotary import RotaryEmbedding, apply_rotary
 from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.quantize import quantize_model
+from ragjet.llm.sampling_params import SamplingParams
 
 if shutil.which("c++") is None or shutil.which("ninja") is None:
     pytest.skip("no C++ compiler or ninja: the kernels cannot be built here", allow_module_level=True)
@@ -67,8 +70,9 @@ def test_rotary_in_place_matches_rotate_half_on_a_view_of_the_qkv_row(dtype: tor
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("q_heads", "kv_heads", "head_dim"), [(9, 3, 64), (8, 2, 128), (4, 4, 32)])
-def test_paged_decode_attention_matches_the_gathering_torch_path(
-    dtype: torch.dtype, q_heads: int, kv_heads: int, head_dim: int
+@pytest.mark.parametrize("q_lens", [[1] * 6, [4, 1, 2, 4, 3, 1]], ids=["decode", "verify"])
+def test_paged_attention_matches_the_gathering_torch_path(
+    dtype: torch.dtype, q_heads: int, kv_heads: int, head_dim: int, q_lens: list[int], torch_paths: None
 ) -> None:
     torch.manual_seed(0)
     num_blocks, block_size = 40, 4
@@ -76,14 +80,16 @@ def test_paged_decode_attention_matches_the_gathering_torch_path(
     v_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype)
     lens = torch.tensor([13, 1, 30, 4, 22, 9])  # ragged, one sequence of a single token
     tables = torch.stack([torch.randperm(num_blocks)[:8] for _ in lens])  # scattered blocks
-    q = torch.randn(len(lens), q_heads + kv_heads, head_dim).to(dtype)[:, :q_heads]  # a strided view, as in the model
+    tokens = sum(q_lens)
+    q = torch.randn(tokens, q_heads + kv_heads, head_dim).to(dtype)[:, :q_heads]  # a strided view, as in the model
     empty = torch.empty(0, dtype=torch.long)
-    meta = AttentionMetadata(q_lens=[1] * len(lens), context_lens=lens, slot_mapping=empty, block_tables=tables)
+    meta = AttentionMetadata(q_lens=q_lens, context_lens=lens, slot_mapping=empty, block_tables=tables)
     expected = paged_attention(q.contiguous().float(), k_cache.float(), v_cache.float(), meta, head_dim**-0.5)
     # Enough sequences for one work item per sequence, and few enough for one per kv head: both splits.
     for seqs in (len(lens), 1):
-        got = OPS.paged_decode_attention(q[:seqs], k_cache, v_cache, tables[:seqs], lens[:seqs], head_dim**-0.5)
-        close(got, expected[:seqs])
+        starts = torch.tensor([0, *itertools.accumulate(q_lens[:seqs])])
+        got = OPS.paged_attention(q[: starts[-1]], k_cache, v_cache, tables[:seqs], lens[:seqs], starts, head_dim**-0.5)
+        close(got, expected[: starts[-1]])
 
 
 def test_the_layers_use_the_kernels_in_bf16_only() -> None:
@@ -121,3 +127,24 @@ def test_smollm2_decode_logits_agree_with_and_without_the_kernels(
     with_kernels = step(len(ids) - 1, len(ids))  # rewrites the new token's K/V, then attends through the kernel
     assert (with_kernels - without).abs().max() < 0.05 * without.abs().max()
     assert with_kernels.argmax() == without.argmax()
+
+
+def test_speculative_decoding_gives_plain_greedy_tokens_in_the_served_cpu_configuration(
+    smollm2: LoadedModel,
+) -> None:
+    """A verify step (1 + 3 draft tokens) attends through the same kernel as a decode step and, for one sequence,
+    multiplies by the same int4/int8 weights, so its tokens match plain greedy decoding in bf16 too; through
+    the torch attention path these two prompts diverged at token 13. (Several sequences' verify rows can cross
+    to the dense weights, where a near-tie may then flip.)"""
+    from ragjet.bench.llm_prompts import rag_prompts
+
+    model = quantize_model(copy.deepcopy(smollm2.model), "int4", dense_prefill=True)
+    loaded = LoadedModel(model, smollm2.config, smollm2.tokenizer, smollm2.source)
+    prompts = [rag_prompts(smollm2.tokenizer, 4, 300)[i] for i in (1, 3)]
+    params = SamplingParams(temperature=0.0, max_tokens=40, ignore_eos=True)
+    tokens = {}
+    for drafts in (0, 3):
+        engine = LLMEngine(loaded, EngineConfig(max_num_seqs=2, max_model_len=1024, num_speculative_tokens=drafts))
+        tokens[drafts] = [engine.generate([prompt], params)[0].token_ids for prompt in prompts]
+        assert drafts == 0 or engine.stats().num_accepted_draft_tokens > 0
+    assert tokens[3] == tokens[0]

@@ -4,9 +4,11 @@ RAG answers copy spans of their retrieved chunks, so the tokens that followed th
 tokens somewhere earlier in the context are often what the model says next. The engine appends such a
 draft to a greedy sequence's step; one forward scores every draft position, and `accepted_tokens` keeps
 the draft up to its first disagreement with the model's own argmax, plus the model's token there.
-That is token for token what plain greedy decoding produces: exactly so in fp32 (tested); in bf16 the
-verify step's other kernel shapes round differently, so at a near-tie of the top two logits the argmax
-can flip, as it can between batch sizes. A step costs about one forward at batch 1 (decode reads
+That is token for token what plain greedy decoding produces: exactly so in fp32, and in the served CPU
+configuration (bf16, int4) for a single sequence, whose verify step attends through the same fused kernel
+and multiplies by the same weights as a decode step (both tested). With several sequences a verify step's
+rows can cross to the dense weights (prefill_linear.py), and at a near-tie of the top two logits the
+argmax can flip, as it can between batch sizes. A step costs about one forward at batch 1 (decode reads
 weights, not FLOPs), so drafts run only in small decode steps (EngineConfig). No torch here.
 """
 

@@ -118,71 +118,85 @@ void rotary_kernel(T* x, int64_t tokens, int64_t heads, int64_t token_stride, in
   });
 }
 
-// One query per sequence; its Hq heads share Hkv key/value heads in groups of G = Hq / Hkv. A work item is
-// one sequence and a run of its kv heads: all of them when there are enough sequences to keep every thread
+// Few queries per sequence (a decode step has one, a speculative verify step 1 + its draft); query i of
+// a sequence with q_len new tokens and len tokens in all sits at position len - q_len + i and sees keys
+// 0..that position. Its Hq heads share Hkv key/value heads in groups of G = Hq / Hkv. A work item is one
+// sequence and a run of its kv heads: all of them when there are enough sequences to keep every thread
 // busy (each token's keys are then one contiguous read), one otherwise. An item reads its keys and values
 // once, straight from the block pool, for every query of its heads. DIM > 0 fixes the head size at compile
 // time (fully unrolled row loops, about twice as fast); DIM == 0 reads it from `head_dim`.
 template <typename T, int64_t DIM>
-void decode_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_stride, const T* k_cache,
-                             const T* v_cache, const int64_t* block_tables, int64_t max_blocks,
-                             const int64_t* context_lens, T* out, int64_t seqs, int64_t q_heads, int64_t kv_heads,
-                             int64_t head_dim, int64_t block_size, float scale) {
+void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_stride, const T* k_cache,
+                            const T* v_cache, const int64_t* block_tables, int64_t max_blocks,
+                            const int64_t* context_lens, const int64_t* query_starts, T* out, int64_t seqs,
+                            int64_t q_heads, int64_t kv_heads, int64_t head_dim, int64_t block_size, float scale) {
   const int64_t group = q_heads / kv_heads, dim = DIM > 0 ? DIM : head_dim;
   const int64_t runs = seqs >= 2 * at::get_num_threads() ? 1 : kv_heads, run_heads = kv_heads / runs;
   const int64_t run_queries = run_heads * group, run_width = run_heads * dim;
   at::parallel_for(0, seqs * runs, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf(run_queries * dim), acc(run_queries * dim), row(run_width), scores;
-    std::vector<int64_t> kv_offset(run_queries);  // where query j's kv head sits in a loaded row
-    for (int64_t j = 0; j < run_queries; ++j) kv_offset[j] = (j / group) * dim;
+    std::vector<float> qf, acc, row(run_width), scores;
+    std::vector<int64_t> kv_offset, visible;  // per query: its kv head's place in a loaded row, keys it sees
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / runs, h0 = (item % runs) * run_heads, len = context_lens[b];
+      const int64_t first = query_starts[b], q_len = query_starts[b + 1] - first, n = q_len * run_queries;
       const int64_t* table = block_tables + b * max_blocks;
-      for (int64_t j = 0; j < run_queries; ++j) {  // query j of the run is head h0 * group + j
-        load_row(q + b * q_token_stride + (h0 * group + j) * q_head_stride, qf.data() + j * dim, dim);
+      qf.resize(n * dim);
+      acc.assign(n * dim, 0.f);
+      scores.resize(n * len);
+      kv_offset.resize(n);
+      visible.resize(n);
+      for (int64_t i = 0; i < q_len; ++i) {
+        for (int64_t j = 0; j < run_queries; ++j) {  // query (i, j): token first + i, head h0 * group + j
+          const int64_t r = i * run_queries + j;
+          load_row(q + (first + i) * q_token_stride + (h0 * group + j) * q_head_stride, qf.data() + r * dim, dim);
 #pragma omp simd
-        for (int64_t d = 0; d < dim; ++d) qf[j * dim + d] *= scale;
+          for (int64_t d = 0; d < dim; ++d) qf[r * dim + d] *= scale;
+          kv_offset[r] = (j / group) * dim;
+          visible[r] = len - q_len + i + 1;
+        }
       }
-      scores.resize(run_queries * len);
       for (int64_t t = 0; t < len; ++t) {
         const int64_t slot = table[t / block_size] * block_size + t % block_size;
         load_row(k_cache + (slot * kv_heads + h0) * dim, row.data(), run_width);
-        for (int64_t j = 0; j < run_queries; ++j) {
-          const float* qj = qf.data() + j * dim;
-          const float* kj = row.data() + kv_offset[j];
+        for (int64_t r = 0; r < n; ++r) {
+          const float* qr = qf.data() + r * dim;
+          const float* kr = row.data() + kv_offset[r];
           float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-          for (int64_t d = 0; d < dim; ++d) dot += qj[d] * kj[d];
-          scores[j * len + t] = dot;
+          for (int64_t d = 0; d < dim; ++d) dot += qr[d] * kr[d];
+          scores[r * len + t] = dot;
         }
       }
-      for (int64_t j = 0; j < run_queries; ++j) {
-        float* sj = scores.data() + j * len;
+      for (int64_t r = 0; r < n; ++r) {
+        float* sr = scores.data() + r * len;
+        const int64_t seen = visible[r];
         float peak = -INFINITY, total = 0.f;
-        for (int64_t t = 0; t < len; ++t) peak = std::max(peak, sj[t]);
+        for (int64_t t = 0; t < seen; ++t) peak = std::max(peak, sr[t]);
 #pragma omp simd reduction(+ : total)
-        for (int64_t t = 0; t < len; ++t) {
-          sj[t] = exp_nonpositive(sj[t] - peak);
-          total += sj[t];
+        for (int64_t t = 0; t < seen; ++t) {
+          sr[t] = exp_nonpositive(sr[t] - peak);
+          total += sr[t];
         }
         const float inv = 1.f / total;
 #pragma omp simd
-        for (int64_t t = 0; t < len; ++t) sj[t] *= inv;
+        for (int64_t t = 0; t < seen; ++t) sr[t] *= inv;
+        std::fill(sr + seen, sr + len, 0.f);  // keys after the query's own position
       }
-      std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t t = 0; t < len; ++t) {
         const int64_t slot = table[t / block_size] * block_size + t % block_size;
         load_row(v_cache + (slot * kv_heads + h0) * dim, row.data(), run_width);
-        for (int64_t j = 0; j < run_queries; ++j) {
-          const float p = scores[j * len + t];
-          const float* vj = row.data() + kv_offset[j];
-          float* aj = acc.data() + j * dim;
+        for (int64_t r = 0; r < n; ++r) {
+          const float p = scores[r * len + t];
+          const float* vr = row.data() + kv_offset[r];
+          float* ar = acc.data() + r * dim;
 #pragma omp simd
-          for (int64_t d = 0; d < dim; ++d) aj[d] += p * vj[d];
+          for (int64_t d = 0; d < dim; ++d) ar[d] += p * vr[d];
         }
       }
-      for (int64_t j = 0; j < run_queries; ++j)
-        store_row(acc.data() + j * dim, out + (b * q_heads + h0 * group + j) * dim, dim);
+      for (int64_t i = 0; i < q_len; ++i)
+        for (int64_t j = 0; j < run_queries; ++j)
+          store_row(acc.data() + (i * run_queries + j) * dim, out + ((first + i) * q_heads + h0 * group + j) * dim,
+                    dim);
     }
   });
 }
@@ -237,28 +251,35 @@ void rotary_(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin) {
   });
 }
 
-// q: (B, Hq, D), one query per sequence, unit stride in D; k_cache, v_cache: (num_blocks, block_size, Hkv, D)
-// contiguous; block_tables: (B, max_blocks) int64; context_lens: (B,) int64. Returns (B, Hq, D).
-at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                                  const at::Tensor& block_tables, const at::Tensor& context_lens, double scale) {
+// q: (T, Hq, D), every sequence's new tokens flattened, unit stride in D; k_cache, v_cache: (num_blocks,
+// block_size, Hkv, D) contiguous, this step's keys already written; block_tables: (B, max_blocks) int64;
+// context_lens: (B,) int64; query_starts: (B + 1,) int64, sequence b's queries are rows
+// query_starts[b]..query_starts[b + 1]. Returns (T, Hq, D).
+at::Tensor paged_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                           const at::Tensor& block_tables, const at::Tensor& context_lens,
+                           const at::Tensor& query_starts, double scale) {
   check_float(q, "q");
-  TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q must be (B, Hq, D) with contiguous D");
+  TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q must be (T, Hq, D) with contiguous D");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the KV cache must be contiguous");
   TORCH_CHECK(k_cache.scalar_type() == q.scalar_type() && v_cache.scalar_type() == q.scalar_type(),
               "q and the KV cache must share a dtype");
-  const int64_t seqs = q.size(0), q_heads = q.size(1), dim = q.size(2);
+  const int64_t q_heads = q.size(1), dim = q.size(2);
   const int64_t block_size = k_cache.size(1), kv_heads = k_cache.size(2);
   TORCH_CHECK(k_cache.size(3) == dim && q_heads % kv_heads == 0, "head shapes of q and the KV cache differ");
   auto tables = block_tables.to(at::kLong).contiguous(), lens = context_lens.to(at::kLong).contiguous();
-  TORCH_CHECK(tables.size(0) == seqs && lens.numel() == seqs, "one block table and length per sequence");
-  auto out = at::empty({seqs, q_heads, dim}, q.options());
+  auto starts = query_starts.to(at::kLong).contiguous();
+  const int64_t seqs = lens.numel();
+  TORCH_CHECK(tables.size(0) == seqs && starts.numel() == seqs + 1, "one block table and length per sequence");
+  TORCH_CHECK(starts.data_ptr<int64_t>()[seqs] == q.size(0), "query_starts must end at the number of queries");
+  auto out = at::empty({q.size(0), q_heads, dim}, q.options());
   DISPATCH(q.scalar_type(), [&] {
-    auto kernel = dim == 64    ? decode_attention_kernel<scalar_t, 64>
-                  : dim == 128 ? decode_attention_kernel<scalar_t, 128>
-                               : decode_attention_kernel<scalar_t, 0>;
+    auto kernel = dim == 64    ? paged_attention_kernel<scalar_t, 64>
+                  : dim == 128 ? paged_attention_kernel<scalar_t, 128>
+                               : paged_attention_kernel<scalar_t, 0>;
     kernel(q.data_ptr<scalar_t>(), q.stride(0), q.stride(1), k_cache.data_ptr<scalar_t>(),
            v_cache.data_ptr<scalar_t>(), tables.data_ptr<int64_t>(), tables.size(1), lens.data_ptr<int64_t>(),
-           out.data_ptr<scalar_t>(), seqs, q_heads, kv_heads, dim, block_size, static_cast<float>(scale));
+           starts.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), seqs, q_heads, kv_heads, dim, block_size,
+           static_cast<float>(scale));
   });
   return out;
 }
@@ -269,12 +290,12 @@ TORCH_LIBRARY(ragjet_cpu, m) {
   m.def("add_rms_norm(Tensor x, Tensor? residual, Tensor weight, float eps) -> (Tensor, Tensor)");
   m.def("rotary_(Tensor(a!) x, Tensor cos, Tensor sin) -> ()");
   m.def(
-      "paged_decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_tables, "
-      "Tensor context_lens, float scale) -> Tensor");
+      "paged_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_tables, Tensor context_lens, "
+      "Tensor query_starts, float scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ragjet_cpu, CPU, m) {
   m.impl("add_rms_norm", &add_rms_norm);
   m.impl("rotary_", &rotary_);
-  m.impl("paged_decode_attention", &paged_decode_attention);
+  m.impl("paged_attention", &paged_attention);
 }

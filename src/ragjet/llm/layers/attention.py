@@ -8,6 +8,7 @@ computation: new queries attend causally to everything the sequence has, read th
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ragjet.llm.kernels import cpu as cpu_kernels
+
+# Steps whose sequences bring at most this many new tokens each (decode: 1; a speculative verify step: 1 + the
+# draft) attend through the fused CPU kernel in bf16; longer ones (prefills) through the gather + SDPA below,
+# whose matrix products win once there are many queries per key.
+KERNEL_MAX_QUERIES = 8
 
 
 @dataclass(slots=True)
@@ -37,6 +43,7 @@ class AttentionMetadata:
     fresh: bool = False
     # Built by the first layer of a step and reused by the others: make new metadata for every step.
     paged_index: PagedIndex | None = None
+    query_starts: torch.Tensor | None = None  # (B + 1,) int64 offsets of each sequence's tokens, for the kernel
 
     @property
     def num_seqs(self) -> int:
@@ -96,9 +103,11 @@ def paged_attention(
     q: (T, Hq, D); k_cache/v_cache: (num_blocks, block_size, Hkv, D). Returns (T, Hq, D).
     """
     block_size, num_kv_heads, head_dim = k_cache.shape[1:]
-    if meta.is_decode and cpu_kernels.usable(q):  # one pass over the pool, no gathered copies
-        return torch.ops.ragjet_cpu.paged_decode_attention(
-            q, k_cache, v_cache, meta.block_tables, meta.context_lens, scale
+    if max(meta.q_lens) <= KERNEL_MAX_QUERIES and cpu_kernels.usable(q):  # one pass over the pool, no copies
+        if meta.query_starts is None:
+            meta.query_starts = torch.tensor([0, *itertools.accumulate(meta.q_lens)], device=q.device)
+        return torch.ops.ragjet_cpu.paged_attention(
+            q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.query_starts, scale
         )
     if meta.paged_index is None:
         meta.paged_index = build_paged_index(meta, block_size)
