@@ -27,6 +27,7 @@ from ragjet.bench.llm_peers import (
 from ragjet.bench.llm_prompts import PromptTokenizer, rag_prompts, shared_prefix_pairs
 from ragjet.bench.report import BenchRow
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
+from ragjet.llm.kernels import cpu as cpu_kernels
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.models import resolve_model
 
@@ -238,8 +239,9 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     llama_kernels = " on the GGUF itself (Q4_1, quantized kernels)" if llama is not None else ""
     notes = [
         f"CPU, {num_threads} torch threads: ragjet as its CPU default serves this Q4_1 file: int4 weight-only "
-        "layer linears (groups of 32, the file's own grid) for decode, their dense bf16 copy for prefill, int8 LM "
-        "head, bf16 compute; "
+        "layer linears (groups of 32, the file's own grid) and an int8 LM head for steps of few rows, their dense "
+        "bf16 copies (oneDNN-prepacked) for steps of 10+ rows (LM head 5+), bf16 compute with the fused CPU "
+        f"kernels ({'loaded' if cpu_kernels.loaded() else 'NOT loaded: torch paths'}); "
         f"transformers float32; {llama_note}{llama_kernels}. "
         f"Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} greedy new tokens (end-of-sequence ignored). "
         "Peers serve one request at a time: N concurrent = N "
