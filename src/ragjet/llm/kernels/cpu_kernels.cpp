@@ -11,6 +11,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -65,6 +68,27 @@ inline float exp_nonpositive(float x) {
   std::memcpy(&scale, &scale_bits, sizeof(scale));
   return p * scale;
 }
+
+#ifdef __AVX512F__
+// v[0..15] -> one vector whose element i is the sum of v[i]'s 16 elements: pairs are folded within 128-bit
+// lanes (unpack + add, twice), then the four lanes of four vectors are transposed and added.
+inline __m512 sum16(const __m512* v) {
+  __m512 pairs[8], quads[4];
+  for (int i = 0; i < 8; ++i)
+    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(pairs[2 * i]), b = _mm512_castps_pd(pairs[2 * i + 1]);
+    quads[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  // quads[i], lane L: partial sums over lane L of v[4i..4i+3]; add the four lanes of each.
+  const __m512 h01 = _mm512_add_ps(_mm512_shuffle_f32x4(quads[0], quads[1], 0x44),   // lanes 0,1 | 0,1
+                                   _mm512_shuffle_f32x4(quads[0], quads[1], 0xEE));  // lanes 2,3 | 2,3
+  const __m512 h23 = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2], quads[3], 0x44),
+                                   _mm512_shuffle_f32x4(quads[2], quads[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(h01, h23, 0x88),   // lanes 0,2 | 0,2
+                       _mm512_shuffle_f32x4(h01, h23, 0xDD));  // lanes 1,3 | 1,3
+}
+#endif
 
 template <typename T>
 void add_rms_norm_kernel(const T* x, const T* residual, const T* weight, T* out, T* summed, int64_t rows,
@@ -134,8 +158,8 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
   const int64_t runs = seqs >= 2 * at::get_num_threads() ? 1 : kv_heads, run_heads = kv_heads / runs;
   const int64_t run_queries = run_heads * group, run_width = run_heads * dim;
   at::parallel_for(0, seqs * runs, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf, acc, row(run_width), scores;
-    std::vector<int64_t> kv_offset, visible;  // per query: its kv head's place in a loaded row, keys it sees
+    std::vector<float> qf, acc, row(run_width), keys(16 * run_width), scores;
+    std::vector<int64_t> kv_offset, visible, slots;  // per query: its kv head's place in a row, keys it sees
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / runs, h0 = (item % runs) * run_heads, len = context_lens[b];
       const int64_t first = query_starts[b], q_len = query_starts[b + 1] - first, n = q_len * run_queries;
@@ -145,6 +169,9 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
       scores.resize(n * len);
       kv_offset.resize(n);
       visible.resize(n);
+      slots.resize(len);  // the block table walked once per item, not once per key and again per value
+      for (int64_t blk = 0, t = 0; t < len; ++blk)
+        for (int64_t o = 0; o < block_size && t < len; ++o, ++t) slots[t] = table[blk] * block_size + o;
       for (int64_t i = 0; i < q_len; ++i) {
         for (int64_t j = 0; j < run_queries; ++j) {  // query (i, j): token first + i, head h0 * group + j
           const int64_t r = i * run_queries + j;
@@ -155,12 +182,35 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
           visible[r] = len - q_len + i + 1;
         }
       }
-      for (int64_t t = 0; t < len; ++t) {
-        const int64_t slot = table[t / block_size] * block_size + t % block_size;
-        load_row(k_cache + (slot * kv_heads + h0) * dim, row.data(), run_width);
+      int64_t t = 0;
+#ifdef __AVX512F__
+      if constexpr (DIM > 0 && DIM % 16 == 0) {
+        // Sixteen keys at a time: each query's 16 dot products stay whole vectors until one transposing
+        // reduction (sum16) packs them into one; a dot product at a time spent most of its time reducing.
+        for (; t + 16 <= len; t += 16) {
+          for (int64_t u = 0; u < 16; ++u)
+            load_row(k_cache + (slots[t + u] * kv_heads + h0) * dim, keys.data() + u * run_width, run_width);
+          for (int64_t r = 0; r < n; ++r) {
+            const float* qr = qf.data() + r * dim;
+            const float* kr = keys.data() + kv_offset[r];
+            __m512 products[16];
+            for (int64_t u = 0; u < 16; ++u) {
+              const float* ku = kr + u * run_width;
+              __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), _mm512_loadu_ps(ku));
+              for (int64_t c = 16; c < DIM; c += 16)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + c), _mm512_loadu_ps(ku + c), acc);
+              products[u] = acc;
+            }
+            _mm512_storeu_ps(scores.data() + r * len + t, sum16(products));
+          }
+        }
+      }
+#endif
+      for (; t < len; ++t) {
+        load_row(k_cache + (slots[t] * kv_heads + h0) * dim, keys.data(), run_width);
         for (int64_t r = 0; r < n; ++r) {
           const float* qr = qf.data() + r * dim;
-          const float* kr = row.data() + kv_offset[r];
+          const float* kr = keys.data() + kv_offset[r];
           float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
           for (int64_t d = 0; d < dim; ++d) dot += qr[d] * kr[d];
@@ -183,8 +233,7 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
         std::fill(sr + seen, sr + len, 0.f);  // keys after the query's own position
       }
       for (int64_t t = 0; t < len; ++t) {
-        const int64_t slot = table[t / block_size] * block_size + t % block_size;
-        load_row(v_cache + (slot * kv_heads + h0) * dim, row.data(), run_width);
+        load_row(v_cache + (slots[t] * kv_heads + h0) * dim, row.data(), run_width);
         for (int64_t r = 0; r < n; ++r) {
           const float p = scores[r * len + t];
           const float* vr = row.data() + kv_offset[r];
