@@ -116,7 +116,7 @@ def test_smollm2_decode_logits_agree_with_and_without_the_kernels(
 
     def step(start: int, end: int) -> torch.Tensor:
         slots = torch.tensor([int(blocks[p // block_size]) * block_size + p % block_size for p in range(start, end)])
-        meta = AttentionMetadata([end - start], torch.tensor([end]), slots, blocks[None], fresh=start == 0)
+        meta = AttentionMetadata([end - start], torch.tensor([end]), slots, blocks[None], fresh_seqs=[start == 0])
         with torch.inference_mode():
             return model.compute_logits(model(torch.tensor(ids[start:end]), torch.arange(start, end), meta)[-1:])
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ragjet.llm.layers.attention import AttentionMetadata, paged_attention, uncached_metadata
+from ragjet.llm.layers.attention import Attention, AttentionMetadata, paged_attention, uncached_metadata
 from ragjet.llm.layers.linear import (
     Int4WeightOnlyLinear,
     Int8Embedding,
@@ -341,3 +341,23 @@ def test_paged_attention_matches_dense_attention(q_lens: list[int], dtype: torch
         )
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(out.float(), torch.cat(expected), atol=tolerance, rtol=tolerance)
+
+
+def test_a_fresh_prompt_beside_decoding_sequences_attends_as_the_paged_path_does(torch_paths: None) -> None:
+    """A mixed step: prompt 0 starts from nothing (attends over its own keys), 1 and 2 decode through the pool."""
+    torch.manual_seed(0)
+    heads, kv_heads, dim, block_size = 6, 2, 16, 4
+    attn = Attention(heads, kv_heads, dim, 0.25)
+    attn.k_cache = torch.randn(12, block_size, kv_heads, dim)
+    attn.v_cache = torch.randn_like(attn.k_cache)
+    q_lens, context_lens = [7, 1, 1], [7, 10, 3]
+    tables = torch.tensor([[3, 5, 0], [1, 7, 9], [4, 0, 0]])
+    slots = [int(tables[0, p // block_size]) * block_size + p % block_size for p in range(7)]
+    slots += [int(tables[1, 2]) * block_size + 1, int(tables[2, 0]) * block_size + 2]  # positions 9 and 2
+    q, k, v = torch.randn(9, heads, dim), torch.randn(9, kv_heads, dim), torch.randn(9, kv_heads, dim)
+
+    def attend(fresh_seqs: list[bool] | None) -> torch.Tensor:
+        meta = AttentionMetadata(q_lens, torch.tensor(context_lens), torch.tensor(slots), tables, fresh_seqs)
+        return attn(q, k, v, meta)
+
+    torch.testing.assert_close(attend([True, False, False]), attend(None))

@@ -81,7 +81,7 @@ class ModelRunner:
             context_lens=as_tensor([s.num_tokens + len(s.draft_ids) for s in seqs]),
             slot_mapping=as_tensor(slots),
             block_tables=as_tensor(tables),
-            fresh=all(s.num_computed_tokens == 0 for s in seqs),
+            fresh_seqs=[s.num_computed_tokens == 0 for s in seqs],
         )
         hidden = self.model(as_tensor(input_ids), as_tensor(positions), meta)
         # Logits for each sequence's last token and its draft positions: (sum of 1 + len(draft), hidden).

@@ -39,20 +39,61 @@ class AttentionMetadata:
     context_lens: torch.Tensor  # (B,) int64 tokens per sequence after this step's tokens are written
     slot_mapping: torch.Tensor  # (T,) int64 flat cache slot (block * block_size + offset) per new token
     block_tables: torch.Tensor  # (B, max_blocks) int64, padded with 0 past a sequence's last block
-    # Every sequence starts at position 0 (prefills with nothing cached): attention needs only this step's keys.
-    fresh: bool = False
+    # Per sequence: it starts at position 0 (a prefill with nothing cached), so attention needs only this step's
+    # keys. None: no sequence does.
+    fresh_seqs: list[bool] | None = None
     # Built by the first layer of a step and reused by the others: make new metadata for every step.
     paged_index: PagedIndex | None = None
     query_starts: torch.Tensor | None = None  # (B + 1,) int64 offsets of each sequence's tokens, for the kernel
+    fresh_split: FreshSplit | None = None
 
     @property
     def num_seqs(self) -> int:
         return len(self.q_lens)
 
     @property
+    def fresh(self) -> bool:
+        """Every sequence starts at position 0."""
+        return self.fresh_seqs is not None and all(self.fresh_seqs)
+
+    @property
     def is_decode(self) -> bool:
         """Every sequence brings exactly one new token (T == B)."""
         return max(self.q_lens) == 1
+
+
+@dataclass(slots=True)
+class FreshSplit:
+    """A step whose fresh prompts (nothing cached) attend over their own keys while the others read the pool."""
+
+    spans: list[tuple[int, int]]  # flattened token range of each fresh prompt
+    rest_rows: torch.Tensor  # (T_rest,) int64 flattened rows of the other sequences' tokens
+    rest: AttentionMetadata  # those sequences alone
+
+
+def split_fresh(meta: AttentionMetadata) -> FreshSplit:
+    fresh = meta.fresh_seqs or [False] * meta.num_seqs
+    starts = [0, *itertools.accumulate(meta.q_lens)]
+    others = [b for b, is_fresh in enumerate(fresh) if not is_fresh]
+    device = meta.context_lens.device
+    chosen = torch.tensor(others, dtype=torch.long, device=device)
+    rows = [row for b in others for row in range(starts[b], starts[b + 1])]
+    rest = AttentionMetadata(
+        q_lens=[meta.q_lens[b] for b in others],
+        context_lens=meta.context_lens.index_select(0, chosen),
+        slot_mapping=meta.slot_mapping.new_empty(0),
+        block_tables=meta.block_tables.index_select(0, chosen),
+    )
+    spans = [(starts[b], starts[b + 1]) for b, is_fresh in enumerate(fresh) if is_fresh]
+    return FreshSplit(spans, torch.tensor(rows, dtype=torch.long, device=device), rest)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """One sequence's tokens attending causally to each other: q (L, Hq, D), k and v (L, Hkv, D) -> (L, Hq, D)."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True, scale=scale, enable_gqa=True
+    )  # (Hq, L, D)
+    return out.transpose(0, 1)
 
 
 def _padded_query_index(q_lens: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,27 +197,30 @@ class Attention(nn.Module):
         self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
         if meta.fresh:  # causal attention over each prompt's own keys: no gather, no mask (~1.5x faster)
             return self._uncached(q, k, v, meta)
-        return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
+        if meta.fresh_seqs is None or not any(meta.fresh_seqs):
+            return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
+        # Fresh prompts beside sequences with history (decodes, cache hits): each part its own way.
+        if meta.fresh_split is None:
+            meta.fresh_split = split_fresh(meta)
+        split = meta.fresh_split
+        out = torch.empty_like(q)
+        rest = paged_attention(q.index_select(0, split.rest_rows), self.k_cache, self.v_cache, split.rest, self.scale)
+        out.index_copy_(0, split.rest_rows, rest)
+        for start, end in split.spans:
+            out[start:end] = causal_attention(q[start:end], k[start:end], v[start:end], self.scale)
+        return out
 
     def _uncached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         if meta.is_decode:  # every sequence is one token that sees only itself: softmax weight exactly 1
             return v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)  # (T, Hq, D)
-        outs = []
-        for qs, ks, vs in zip(q.split(meta.q_lens), k.split(meta.q_lens), v.split(meta.q_lens), strict=True):
-            o = F.scaled_dot_product_attention(
-                qs.transpose(0, 1),
-                ks.transpose(0, 1),
-                vs.transpose(0, 1),  # (H, L, D)
-                is_causal=True,
-                scale=self.scale,
-                enable_gqa=True,
-            )
-            outs.append(o.transpose(0, 1))  # (L, Hq, D)
-        return torch.cat(outs)
+        parts = zip(q.split(meta.q_lens), k.split(meta.q_lens), v.split(meta.q_lens), strict=True)
+        return torch.cat([causal_attention(qs, ks, vs, self.scale) for qs, ks, vs in parts])
 
 
 def uncached_metadata(q_lens: list[int], device: torch.device) -> AttentionMetadata:
     """Metadata for a cache-free forward over whole sequences (no slots, no block tables)."""
     empty = torch.empty(0, dtype=torch.long, device=device)
     lens = torch.tensor(q_lens, dtype=torch.long, device=device)
-    return AttentionMetadata(q_lens=q_lens, context_lens=lens, slot_mapping=empty, block_tables=empty, fresh=True)
+    return AttentionMetadata(
+        q_lens=q_lens, context_lens=lens, slot_mapping=empty, block_tables=empty, fresh_seqs=[True] * len(q_lens)
+    )
