@@ -257,9 +257,10 @@ def run_notes(cfg: E2EConfig, ours: SystemRun, theirs: SystemRun, questions: lis
     return "\n\n".join([
         f"Both servers are uvicorn subprocesses on 127.0.0.1, measured one after the other in one run on the CPU "
         f"({torch.get_num_threads()} torch threads each): ragjet's real server (`ragjet serve`, the LLM as "
-        f"`llm.quantization=auto` serves this Q4_1 file on a CPU: int4 weight-only decode, dense bf16 prefill, "
-        f"int8 LM head, prompt-lookup drafts; auth off and rate limit raised for the localhost load; BM25 fusion "
-        f"off so that "
+        f"`llm.quantization=auto` serves this Q4_1 file on a CPU: int4 weight-only decode, dense bf16 copies for "
+        f"steps of many rows, int8 LM head, the fused CPU kernels, prompt-lookup drafts, helper threads running "
+        f"torch single-threaded beside the engine; auth off and rate limit raised for the localhost load; BM25 "
+        f"fusion off so that "
         f"both retrieve dense top-{TOP_K}) and a serial baseline (FastAPI + one lock: sentence-transformers fp32 "
         f"query embedding → faiss IndexFlatIP → transformers `generate` fp32, one request at a time). Both read "
         f"the same collection: the demo corpus (Python language reference) in chunks of ≤ "
