@@ -24,6 +24,8 @@ import torch
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+# gcc keeps AVX-512 code to 256-bit vectors unless told otherwise; the kernels' loops want the full width.
+X86_FLAGS = ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else []
 _state = {"loaded": False}
 
 
@@ -63,7 +65,7 @@ def load() -> bool:
             build(
                 name="ragjet_cpu_kernels",
                 sources=[str(SOURCE)],
-                extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"],
+                extra_cflags=["-O3", "-march=native", *X86_FLAGS, "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(directory),
                 is_python_module=False,
