@@ -1,7 +1,7 @@
 """Builds and loads ragjet's fused CPU kernels (cpu_kernels.cpp) as ``torch.ops.ragjet_cpu``.
 
 They are compiled on first use with the machine's C++ compiler and ninja (``-O3 -march=native``, about 30 s on 2
-cores) into a cache keyed by the source, torch version and CPU, so later starts load them in well under
+cores) into a cache keyed by the source, flags, torch version and CPU, so later starts load them in well under
 a second. Without a compiler, or when the build fails, ``load`` logs why once and returns False: the
 layers then take their pure-torch paths, which compute the same thing more slowly.
 
@@ -24,8 +24,10 @@ import torch
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
-# gcc keeps AVX-512 code to 256-bit vectors unless told otherwise; the kernels' loops want the full width.
+# gcc keeps AVX-512 code to 256-bit vectors unless told otherwise (an x86 flag); the kernels' loops want the full
+# width.
 X86_FLAGS = ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else []
+CFLAGS = ["-O3", "-march=native", *X86_FLAGS, "-fopenmp"]
 _state = {"loaded": False}
 
 
@@ -38,7 +40,7 @@ def cache_dir() -> Path:
 
 def _build_key() -> str:
     cpu = next((line for line in _cpuinfo() if line.startswith("flags")), platform.machine())
-    parts = (SOURCE.read_bytes(), torch.__version__.encode(), cpu.encode())
+    parts = (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(), cpu.encode())
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
 
 
@@ -65,7 +67,7 @@ def load() -> bool:
             build(
                 name="ragjet_cpu_kernels",
                 sources=[str(SOURCE)],
-                extra_cflags=["-O3", "-march=native", *X86_FLAGS, "-fopenmp"],
+                extra_cflags=CFLAGS,
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(directory),
                 is_python_module=False,
