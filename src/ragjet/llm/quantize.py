@@ -93,27 +93,30 @@ def quantize_model(model: nn.Module, mode: QuantizationMode, dense_prefill: bool
 
 
 def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
-    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
-    head: Int8WeightOnlyLinear | None = None
-    head_weight = torch.empty(0)
-    if getattr(model, "lm_head", "untied") is None and isinstance(embed, nn.Embedding):
-        head_weight, head = embed.weight, Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
-        model.model.embed_tokens = Int8Embedding(head)  # type: ignore[union-attr]
-    untied_head = getattr(model, "lm_head", None)
-    if isinstance(untied_head, nn.Linear):  # int8 whatever the mode, like the tied one
-        head_weight, head = (
-            untied_head.weight,
-            Int8WeightOnlyLinear.from_float(untied_head.weight, untied_head.bias, dtype),
-        )
-    if head is not None:
-        model.lm_head = head  # before the layers are replaced, so the head stays int8
+    installed = _install_int8_head(model, dtype)  # before the layers are replaced, so the head stays int8
     _replace_linears(model, dtype, mode, dense_prefill)
-    if head is not None and dense_prefill:
-        dense = head_weight.detach().to(dtype)
+    if installed is not None and dense_prefill:
+        head, weight = installed
+        dense = weight.detach().to(dtype)
         model.lm_head = PrefillDenseLinear(head, dense, head.bias, min_rows=LM_HEAD_DENSE_MIN_ROWS)
     # Norms, the untied embedding, scales and biases; int8/int4 tensors and (already in dtype) dense copies are
     # left alone.
     model.to(dtype)
+
+
+def _install_int8_head(model: nn.Module, dtype: torch.dtype) -> tuple[Int8WeightOnlyLinear, torch.Tensor] | None:
+    """Make the LM head int8 (a tied embedding then reads its rows from it); returns it and its float weight."""
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    lm_head = getattr(model, "lm_head", "untied")
+    if lm_head is None and isinstance(embed, nn.Embedding):
+        weight, head = embed.weight, Int8WeightOnlyLinear.from_float(embed.weight, None, dtype)
+        model.model.embed_tokens = Int8Embedding(head)  # type: ignore[union-attr]
+    elif isinstance(lm_head, nn.Linear):
+        weight, head = lm_head.weight, Int8WeightOnlyLinear.from_float(lm_head.weight, lm_head.bias, dtype)
+    else:
+        return None
+    model.lm_head = head
+    return head, weight
 
 
 def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
