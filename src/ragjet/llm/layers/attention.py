@@ -28,7 +28,9 @@ class PagedIndex:
     """What every layer of a step gathers and masks with; depends only on the metadata and block size."""
 
     slots: torch.Tensor  # (B, L) int64 flat cache slot of each sequence's context positions 0..L-1
-    mask: torch.Tensor | None  # (B, 1, Lq, L) bool, keys each query may see; None when it would be all True
+    # (B, 1, Lq, L) additive, 0 where a query may see a key and -inf elsewhere, in the queries' dtype (made once
+    # a step: SDPA would convert a bool mask in every layer); None when every key is visible.
+    mask: torch.Tensor | None
     rows: torch.Tensor  # (T,) padded row (sequence) of every flattened token
     cols: torch.Tensor  # (T,) padded column (query index within its sequence) of every flattened token
 
@@ -105,8 +107,8 @@ def _padded_query_index(q_lens: list[int], device: torch.device) -> tuple[torch.
     return rows, cols
 
 
-def build_paged_index(meta: AttentionMetadata, block_size: int) -> PagedIndex:
-    """Gather slots, padded query layout and visibility mask for a step (see ``PagedIndex``)."""
+def build_paged_index(meta: AttentionMetadata, block_size: int, dtype: torch.dtype) -> PagedIndex:
+    """Gather slots, padded query layout and visibility mask (in ``dtype``) for a step (see ``PagedIndex``)."""
     device = meta.context_lens.device
     max_q, max_ctx = max(meta.q_lens), int(meta.context_lens.max())
     pos = torch.arange(max_ctx, device=device)  # (L,)
@@ -117,8 +119,9 @@ def build_paged_index(meta: AttentionMetadata, block_size: int) -> PagedIndex:
     # Query i of sequence b sits at absolute position ctx_b - q_len_b + i and sees keys up to it.
     q_lens = torch.tensor(meta.q_lens, device=device)
     q_pos = (meta.context_lens - q_lens)[:, None] + torch.arange(max_q, device=device)  # (B, Lq)
-    mask = pos[None, None, :] <= q_pos[:, :, None]  # (B, Lq, L)
-    mask &= pos[None, None, :] < meta.context_lens[:, None, None]
+    visible = pos[None, None, :] <= q_pos[:, :, None]  # (B, Lq, L)
+    visible &= pos[None, None, :] < meta.context_lens[:, None, None]
+    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
     return PagedIndex(slots=slots, mask=mask[:, None], rows=rows, cols=cols)  # mask (B, 1, Lq, L)
 
 
@@ -151,7 +154,7 @@ def paged_attention(
             q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.query_starts, scale
         )
     if meta.paged_index is None:
-        meta.paged_index = build_paged_index(meta, block_size)
+        meta.paged_index = build_paged_index(meta, block_size, q.dtype)
     index = meta.paged_index
     k, v = _gather(k_cache, index.slots), _gather(v_cache, index.slots)  # (B, Hkv, L, D) each
     if meta.is_decode:
@@ -161,8 +164,11 @@ def paged_attention(
         out = F.scaled_dot_product_attention(group_q, k, v, attn_mask=index.mask, scale=scale)  # (B, Hkv, G, D)
         return out.reshape(q.shape)  # (T, Hq, D)
 
-    q_pad = q.new_zeros(meta.num_seqs, max(meta.q_lens), q.shape[1], head_dim)  # (B, Lq, Hq, D)
-    q_pad[index.rows, index.cols] = q
+    if meta.num_seqs == 1:  # nothing to pad
+        q_pad = q[None]  # (1, Lq, Hq, D)
+    else:
+        q_pad = q.new_zeros(meta.num_seqs, max(meta.q_lens), q.shape[1], head_dim)  # (B, Lq, Hq, D)
+        q_pad[index.rows, index.cols] = q
     out = F.scaled_dot_product_attention(
         q_pad.transpose(1, 2),  # (B, Hq, Lq, D)
         k,
@@ -171,6 +177,8 @@ def paged_attention(
         scale=scale,
         enable_gqa=True,
     )  # (B, Hq, Lq, D)
+    if meta.num_seqs == 1:
+        return out[0].transpose(0, 1)  # (T, Hq, D)
     return out.transpose(1, 2)[index.rows, index.cols]  # (T, Hq, D)
 
 
