@@ -264,15 +264,15 @@ void check_float(const at::Tensor& t, const char* name) {
     __VA_ARGS__();                                                                   \
   }
 
-// x, residual: (rows, size); weight: (size,). Returns (norm(x + residual) * weight, x + residual); with an
-// undefined residual, (norm(x) * weight, x).
+// x, residual: (rows, size); weight: (size,). Returns (norm(x + residual) * weight, x + residual); without a
+// residual, (norm(x) * weight, an empty tensor): outputs never alias inputs, as the schema promises.
 std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const std::optional<at::Tensor>& residual,
                                                 const at::Tensor& weight, double eps) {
   check_float(x, "x");
   const int64_t size = x.size(-1), rows = x.numel() / size;
   auto xc = x.contiguous(), wc = weight.to(x.scalar_type()).contiguous();
   auto out = at::empty_like(xc);
-  at::Tensor rc, summed = xc;
+  at::Tensor rc, summed = at::empty({0}, xc.options());
   if (residual.has_value()) {
     rc = residual->contiguous();
     TORCH_CHECK(rc.sizes() == xc.sizes() && rc.scalar_type() == xc.scalar_type(), "residual must match x");
