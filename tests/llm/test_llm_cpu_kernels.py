@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +149,23 @@ def test_speculative_decoding_gives_plain_greedy_tokens_in_the_served_cpu_config
         tokens[drafts] = [engine.generate([prompt], params)[0].token_ids for prompt in prompts]
         assert drafts == 0 or engine.stats().num_accepted_draft_tokens > 0
     assert tokens[3] == tokens[0]
+
+
+def test_an_unwritable_kernel_cache_leaves_the_torch_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("RAGJET_KERNEL_CACHE", str(blocker / "kernels"))  # mkdir under a file fails
+    monkeypatch.setitem(cpu_kernels._state, "loaded", False)
+    assert cpu_kernels.load.__wrapped__() is False  # the uncached function: a fresh attempt
+    assert not cpu_kernels.loaded() and "the LLM runs without them" in caplog.text
+
+
+def test_without_a_compiler_the_kernels_are_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CXX", "no-such-compiler-ragjet")
+    monkeypatch.setitem(cpu_kernels._state, "loaded", False)
+    assert cpu_kernels.load.__wrapped__() is False
+    assert not cpu_kernels.loaded() and "no C++ compiler" in caplog.text

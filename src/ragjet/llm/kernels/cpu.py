@@ -60,8 +60,8 @@ def load() -> bool:
     from torch.utils.cpp_extension import load as build
 
     directory = cache_dir() / _build_key()
-    directory.mkdir(parents=True, exist_ok=True)
     try:
+        directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk lands in the except below
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the compiler's ABI flags; the build checks itself
             build(
