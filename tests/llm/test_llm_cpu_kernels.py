@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,16 @@ def test_without_a_compiler_the_kernels_are_skipped_with_a_warning(
     monkeypatch.setitem(cpu_kernels._state, "loaded", False)
     assert cpu_kernels.load.__wrapped__() is False
     assert not cpu_kernels.loaded() and "no C++ compiler" in caplog.text
+
+
+def test_a_stale_build_lock_left_by_an_interrupted_build_is_removed(caplog: pytest.LogCaptureFixture) -> None:
+    lock = cpu_kernels.cache_dir() / cpu_kernels._build_key() / "lock"  # where torch's build keeps its lock
+    lock.write_text("")
+    old = time.time() - 2 * cpu_kernels.STALE_LOCK_S
+    os.utime(lock, (old, old))
+    results: list[bool] = []
+    attempt = threading.Thread(target=lambda: results.append(cpu_kernels.load.__wrapped__()), daemon=True)
+    attempt.start()
+    attempt.join(timeout=120)  # without the removal torch would wait on the lock forever
+    assert results == [True]
+    assert not lock.exists() and "stale kernel build lock" in caplog.text

@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,7 @@ SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 # width.
 X86_FLAGS = ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else []
 CFLAGS = ["-O3", "-march=native", *X86_FLAGS, "-fopenmp"]
+STALE_LOCK_S = 600.0  # a build takes well under a minute
 _state = {"loaded": False}
 
 
@@ -62,6 +64,7 @@ def load() -> bool:
     directory = cache_dir() / _build_key()
     try:
         directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk lands in the except below
+        _remove_stale_lock(directory)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the compiler's ABI flags; the build checks itself
             build(
@@ -77,6 +80,15 @@ def load() -> bool:
         return False
     _state["loaded"] = True
     return True
+
+
+def _remove_stale_lock(directory: Path) -> None:
+    """torch's build holds a lock file while it compiles and waits, forever, for one it finds. A build killed
+    midway (a server stopped during its first start) leaves its lock behind; one older than any build is stale."""
+    lock = directory / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+        log.warning("removing a stale kernel build lock left by an interrupted build: %s", lock)
+        lock.unlink(missing_ok=True)
 
 
 def loaded() -> bool:
