@@ -83,8 +83,9 @@ class LLMSettings(Section):
     )
     cpu_kernels: bool = Field(
         True,
-        description="bf16 on CPU: fused C++ kernels for RMSNorm, RoPE, SiLU and paged decode attention, compiled "
-        "on first start (needs a C++ compiler; ~30 s, then cached), pure torch without them",
+        description="bf16 on CPU: fused C++ kernels for add+RMSNorm, RoPE and paged attention of decode and "
+        "verify steps, compiled on first start (needs a C++ compiler and ninja; ~15-30 s, then cached), pure "
+        "torch without them",
     )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(4096, ge=16)

@@ -49,6 +49,8 @@ class AsyncLLMEngine:
     the step thread is raised in every request that was in flight then; the engine serves later requests.
     """
 
+    engine: LLMEngine  # set by the step thread before the constructor returns
+
     def __init__(self, engine: LLMEngine | Callable[[], LLMEngine]):
         """`engine`, or a function that builds one on the step thread (see the module docstring); what
         it raises is raised here."""
@@ -56,10 +58,10 @@ class AsyncLLMEngine:
         self._work = threading.Condition()  # guards _channels and _stopping; wakes the step thread
         self._stopping = False
         self._drain = True
-        started: Future[LLMEngine] = Future()
+        started: Future[None] = Future()
         self._thread = threading.Thread(target=self._run, args=(engine, started), name="ragjet-engine", daemon=True)
         self._thread.start()
-        self.engine = started.result()
+        started.result()  # the step thread has set self.engine, or this raises what building it raised
 
     async def stream(
         self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None
@@ -136,13 +138,13 @@ class AsyncLLMEngine:
             self._work.notify()
         return request_id, channel
 
-    def _run(self, engine: LLMEngine | Callable[[], LLMEngine], started: Future[LLMEngine]) -> None:
+    def _run(self, engine: LLMEngine | Callable[[], LLMEngine], started: Future[None]) -> None:
         try:
             self.engine = engine() if callable(engine) else engine
         except BaseException as exc:  # noqa: BLE001 (raised in the constructor's thread)
             started.set_exception(exc)
             return
-        started.set_result(self.engine)
+        started.set_result(None)
         self._step_loop()
 
     def _step_loop(self) -> None:

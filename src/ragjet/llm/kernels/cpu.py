@@ -1,12 +1,12 @@
 """Builds and loads ragjet's fused CPU kernels (cpu_kernels.cpp) as ``torch.ops.ragjet_cpu``.
 
-They are compiled on first use with the machine's C++ compiler and ninja (``-O3 -march=native``, about 30 s on 2
+They are compiled on first use with the machine's C++ compiler and ninja (``-O3 -march=native``, 15-30 s on 2
 cores) into a cache keyed by the source, flags, torch version and CPU, so later starts load them in well under
 a second. Without a compiler, or when the build fails, ``load`` logs why once and returns False: the
 layers then take their pure-torch paths, which compute the same thing more slowly.
 
 The engine loads them when it starts on the CPU (``EngineConfig.cpu_kernels``); layers only ask
-``loaded()``, so a model used outside an engine never triggers a build mid-forward.
+``usable(x)``, which never builds, so a model used outside an engine never triggers a build mid-forward.
 """
 
 from __future__ import annotations
