@@ -103,6 +103,36 @@ async def test_breaking_out_of_the_stream_aborts_and_frees_blocks(
     assert not engine.has_unfinished()
 
 
+async def test_aborts_are_carried_out_by_the_step_thread_between_steps(
+    async_engine: AsyncLLMEngine, engine: LLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller's abort never touches the scheduler or block pool while a step runs on the other thread."""
+    aborted_on: list[threading.Thread] = []
+    stepping = threading.Event()
+    real_abort, real_step = engine.abort_request, engine.step
+
+    def recording_abort(request_id: str) -> None:
+        assert not stepping.is_set(), "abort ran in the middle of a step"
+        aborted_on.append(threading.current_thread())
+        real_abort(request_id)
+
+    def slow_step() -> list:
+        stepping.set()
+        try:
+            threading.Event().wait(0.02)  # a window in which the caller's abort arrives
+            return real_step()
+        finally:
+            stepping.clear()
+
+    monkeypatch.setattr(engine, "abort_request", recording_abort)
+    monkeypatch.setattr(engine, "step", slow_step)
+    for prompt in PROMPTS[:3]:
+        async for _ in async_engine.stream(prompt, greedy(200)):
+            break
+    assert await wait_for_free_blocks(engine) == 0
+    assert aborted_on == [async_engine._thread] * 3
+
+
 async def test_cancelled_consumer_aborts_its_request(async_engine: AsyncLLMEngine, engine: LLMEngine) -> None:
     started = asyncio.Event()
 

@@ -55,6 +55,28 @@ def test_a_repeated_prefix_is_served_from_the_cache(llama: LoadedModel) -> None:
     assert stats.prefix_cache_hits == 7 and stats.num_used_blocks == 0
 
 
+def test_a_failed_forward_leaves_nothing_in_the_prefix_cache(
+    llama: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(llama)
+    prompt = list(range(40, 70))
+    real_run = engine.model_runner.run
+
+    def failing_run(*args: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(engine.model_runner, "run", failing_run)
+    request = engine.add_request(prompt, GREEDY)
+    with pytest.raises(RuntimeError, match="injected"):
+        engine.step()  # the prompt's blocks were handed out and hashed, but no K/V was written
+    engine.abort_request(request)
+    monkeypatch.setattr(engine.model_runner, "run", real_run)
+    (retry,) = engine.generate([prompt], GREEDY)
+    assert retry.num_cached_tokens == 0  # never served from blocks the failed pass did not fill
+    assert retry.token_ids == alone(llama, prompt)
+    assert engine.generate([prompt], GREEDY)[0].num_cached_tokens == 28  # the successful pass's blocks do hit
+
+
 def test_preempted_sequences_produce_the_same_tokens(llama: LoadedModel) -> None:
     bytes_per_block = 2 * 2 * 4 * 2 * 16 * 4  # k+v, 2 layers, 4 tokens, 2 kv heads, head_dim 16, fp32
     engine = engine_for(llama, kv_cache_memory_gb=30 * bytes_per_block / 2**30, enable_prefix_caching=False)

@@ -4,7 +4,8 @@ The step thread sleeps on a condition while the engine has nothing to do. Each r
 asyncio.Queue on its caller's event loop; the step thread feeds it with `loop.call_soon_threadsafe`, so
 many concurrent callers share one continuous batch without ever blocking the loop on model work.
 A caller that stops iterating (break, cancellation, a client that went away) aborts its request, which
-frees its KV blocks.
+frees its KV blocks. Only the step thread changes the scheduler's queues and the block pool: an abort
+from a caller's thread is queued and carried out before the next step, never in the middle of one.
 
 Give it a function that builds the engine rather than a built one, and the model is loaded on the step
 thread too, so on the CPU loading and stepping share one OpenMP thread team (see ragjet/cpu_threads.py).
@@ -55,7 +56,8 @@ class AsyncLLMEngine:
         """`engine`, or a function that builds one on the step thread (see the module docstring); what
         it raises is raised here."""
         self._channels: dict[str, _Channel] = {}
-        self._work = threading.Condition()  # guards _channels and _stopping; wakes the step thread
+        self._work = threading.Condition()  # guards _channels, _aborted and _stopping; wakes the step thread
+        self._aborted: list[str] = []  # requests whose callers left, for the step thread to abort
         self._stopping = False
         self._drain = True
         started: Future[None] = Future()
@@ -102,11 +104,11 @@ class AsyncLLMEngine:
         return builder.build()
 
     def abort(self, request_id: str) -> None:
-        """Stop a request and free its KV blocks; nothing happens if it already finished."""
+        """Stop a request and free its KV blocks (before the next step); nothing happens if it already finished."""
         with self._work:
             if self._channels.pop(request_id, None) is None:
                 return
-            self.engine.abort_request(request_id)
+            self._aborted.append(request_id)
             self._work.notify()
 
     def stats(self) -> EngineStats:
@@ -161,6 +163,9 @@ class AsyncLLMEngine:
         """Sleep until the engine has work; False once the thread should end."""
         with self._work:
             while True:
+                for request_id in self._aborted:
+                    self.engine.abort_request(request_id)
+                self._aborted.clear()
                 if self._stopping and not self._drain:
                     self._fail_in_flight(EngineStoppedError("the LLM engine was shut down mid-request"))
                     return False

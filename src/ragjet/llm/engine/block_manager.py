@@ -4,6 +4,11 @@ A full block is identified by the hash of its tokens chained with the previous b
 prompts that share a system prompt and the same retrieved chunks share those blocks and their K/V is
 computed once. A freed block keeps its hash and contents until it is handed out again, least recently
 freed first, so a popular prefix survives between requests. No torch here: this is bookkeeping only.
+
+A block's hash is registered when it is handed out, so a sequence admitted in the same step can share
+it (every layer writes its K/V before attending). Until the step's forward pass has run, those blocks
+are "uncomputed": if the pass fails, their hashes are forgotten, so no later prompt is served K/V that
+was never written.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class BlockAllocator:
         self.block_hash: list[int | None] = [None] * num_blocks
         self.cached: dict[int, int] = {}  # content hash -> block holding it
         self.free: deque[int] = deque(range(num_blocks))
+        self.uncomputed: list[int] = []  # registered by this step's admissions, K/V not yet written
         self.num_queries = self.num_hits = 0  # in blocks
 
     @property
@@ -59,6 +65,7 @@ class BlockAllocator:
             block = self._fresh()
             if full and self.enable_prefix_caching:
                 self._register(block, key)  # type: ignore[arg-type]
+                self.uncomputed.append(block)
             seq.block_table.append(block)
             parent = key
         self.num_hits += hits
@@ -89,6 +96,19 @@ class BlockAllocator:
                 self.free.append(block)
         seq.block_table = []
         seq.num_computed_tokens = 0
+
+    def mark_computed(self) -> None:
+        """The step's forward pass wrote the K/V of every block admitted in it."""
+        self.uncomputed.clear()
+
+    def forget_uncomputed(self) -> None:
+        """The step's forward pass failed: its admitted blocks hold no valid K/V, so they must never hit."""
+        for block in self.uncomputed:
+            key = self.block_hash[block]
+            if key is not None and self.cached.get(key) == block:
+                del self.cached[key]
+            self.block_hash[block] = None
+        self.uncomputed.clear()
 
     def _take(self, block: int) -> None:
         if self.ref_counts[block] == 0:

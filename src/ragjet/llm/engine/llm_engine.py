@@ -72,7 +72,12 @@ class LLMEngine:
         outputs = [self._finish_output(seq) for seq in timed_out]
         if batch:
             self._propose_drafts(batch)
-            tokens, logprobs = self.model_runner.run(batch, self._generators)
+            try:
+                tokens, logprobs = self.model_runner.run(batch, self._generators)
+            except BaseException:
+                self.allocator.forget_uncomputed()
+                raise
+            self.allocator.mark_computed()
             for i, (seq, predicted) in enumerate(zip(batch, tokens, strict=True)):
                 accepted = accepted_tokens(seq.draft_ids, predicted)
                 self._num_draft_tokens += len(seq.draft_ids)
