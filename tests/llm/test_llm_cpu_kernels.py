@@ -96,6 +96,25 @@ def test_paged_attention_matches_the_gathering_torch_path(
         close(got, expected[: starts[-1]])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_verify_query_scores_exactly_as_the_decode_query_at_its_position(dtype: torch.dtype) -> None:
+    """Speculative decoding is exact only if a query's output does not depend on how many draft keys follow it:
+    for every context length (every place in a 16-key group), a 4-query verify call's first query equals,
+    bit for bit, the 1-query decode call at that position over the same pool."""
+    torch.manual_seed(0)
+    num_blocks, block_size, kv_heads, head_dim = 12, 4, 3, 64
+    k_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype)
+    v_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype)
+    table = torch.randperm(num_blocks)[None]
+    q = torch.randn(4, 9, head_dim).to(dtype)
+    for position in range(40):
+        decode = OPS.paged_attention(q[:1], k_cache, v_cache, table, torch.tensor([position + 1]),
+                                     torch.tensor([0, 1]), head_dim**-0.5)  # fmt: skip
+        verify = OPS.paged_attention(q, k_cache, v_cache, table, torch.tensor([position + 4]),
+                                     torch.tensor([0, 4]), head_dim**-0.5)  # fmt: skip
+        assert torch.equal(verify[:1], decode), f"position {position}"
+
+
 def test_the_layers_use_the_kernels_in_bf16_only() -> None:
     norm = RMSNorm(16, 1e-6).to(torch.bfloat16)
     assert cpu_kernels.usable(torch.ones(1, dtype=torch.bfloat16)) and not cpu_kernels.usable(torch.ones(1))

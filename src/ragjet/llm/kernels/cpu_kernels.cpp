@@ -187,9 +187,14 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
       if constexpr (DIM > 0 && DIM % 16 == 0) {
         // Sixteen keys at a time: each query's 16 dot products stay whole vectors until one transposing
         // reduction (sum16) packs them into one; a dot product at a time spent most of its time reducing.
-        for (; t + 16 <= len; t += 16) {
-          for (int64_t u = 0; u < 16; ++u)
+        // The last group is padded with zero keys rather than finished by the scalar loop below, so every
+        // key's dot product is summed in one order wherever it falls: a verify step, whose sequence holds
+        // its draft's keys too, then scores each query exactly as the decode step at that position would.
+        for (; t < len; t += 16) {
+          const int64_t count = std::min<int64_t>(16, len - t);
+          for (int64_t u = 0; u < count; ++u)
             load_row(k_cache + (slots[t + u] * kv_heads + h0) * dim, keys.data() + u * run_width, run_width);
+          std::fill(keys.begin() + count * run_width, keys.end(), 0.f);
           for (int64_t r = 0; r < n; ++r) {
             const float* qr = qf.data() + r * dim;
             const float* kr = keys.data() + kv_offset[r];
@@ -201,12 +206,13 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
                 acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + c), _mm512_loadu_ps(ku + c), acc);
               products[u] = acc;
             }
-            _mm512_storeu_ps(scores.data() + r * len + t, sum16(products));
+            _mm512_mask_storeu_ps(scores.data() + r * len + t, static_cast<__mmask16>((1u << count) - 1),
+                                  sum16(products));
           }
         }
       }
 #endif
-      for (; t < len; ++t) {
+      for (; t < len; ++t) {  // every key, where the vector path above does not apply
         load_row(k_cache + (slots[t] * kv_heads + h0) * dim, keys.data(), run_width);
         for (int64_t r = 0; r < n; ++r) {
           const float* qr = qf.data() + r * dim;
