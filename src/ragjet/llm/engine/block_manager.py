@@ -13,7 +13,7 @@ was never written.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 
 from ragjet.llm.engine.sequence import Sequence
 
@@ -26,7 +26,9 @@ class BlockAllocator:
         self.ref_counts = [0] * num_blocks
         self.block_hash: list[int | None] = [None] * num_blocks
         self.cached: dict[int, int] = {}  # content hash -> block holding it
-        self.free: deque[int] = deque(range(num_blocks))
+        # Free blocks, least recently freed first; an OrderedDict so that a prefix hit takes its block out of
+        # the middle in O(1) (a list scan cost 100 ms a 2,000-token hit in a 65,536-block GPU pool).
+        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
         self.uncomputed: list[int] = []  # registered by this step's admissions, K/V not yet written
         self.num_queries = self.num_hits = 0  # in blocks
 
@@ -93,7 +95,7 @@ class BlockAllocator:
         for block in reversed(seq.block_table):
             self.ref_counts[block] -= 1
             if self.ref_counts[block] == 0:
-                self.free.append(block)
+                self.free[block] = None
         seq.block_table = []
         seq.num_computed_tokens = 0
 
@@ -112,11 +114,11 @@ class BlockAllocator:
 
     def _take(self, block: int) -> None:
         if self.ref_counts[block] == 0:
-            self.free.remove(block)
+            del self.free[block]
         self.ref_counts[block] += 1
 
     def _fresh(self) -> int:
-        block = self.free.popleft()  # least recently freed: cached prefixes live as long as possible
+        block, _ = self.free.popitem(last=False)  # least recently freed: cached prefixes live as long as possible
         old = self.block_hash[block]
         if old is not None and self.cached.get(old) == block:
             del self.cached[old]
