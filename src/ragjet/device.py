@@ -62,33 +62,58 @@ def probe_device(device: torch.device, min_free_bytes: int = 0) -> bool:
 
 
 class DeviceHealth:
-    """Whether a GPU that failed may be used again: after a failure it is skipped, then probed at most every
-    `interval_s` (the probe is `probe_device` on it, or one injected for tests), and used again once it passes.
+    """Whether a GPU that failed may be used again: the GPU→CPU fallback policy, shared by every stage.
 
-    A synchronous sibling of the LLM backend's failover policy, for stages that run on worker threads."""
+    After a failure the GPU is skipped, then probed at most every `interval_s` (the probe is `probe_device`
+    on it, or one injected for tests) and used again once a probe passes. A GPU that fails again within
+    `max_interval_s` of recovering is probed at a doubled interval (up to `max_interval_s`), so a card that
+    only just fits does not flap. `usable` probes inline (for stages on worker threads); an asyncio caller
+    runs `probe` off its loop itself, between `probe_due` and `record_probe`.
+    """
 
-    def __init__(self, probe: Callable[[], bool], interval_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
-        self._probe, self.interval_s, self._clock = probe, interval_s, clock
-        self._retry_at: float | None = None
+    def __init__(
+        self,
+        probe: Callable[[], bool],
+        interval_s: float = 5.0,
+        max_interval_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.probe, self._clock = probe, clock
+        self.base_interval_s, self.max_interval_s = interval_s, max_interval_s
+        self.interval_s = interval_s
+        self.failed_since: float | None = None  # clock time of the failure that took the GPU out of service
+        self.recovered_at: float | None = None
         self.num_failures = 0
+        self._next_probe_at = 0.0
 
     @property
     def is_failed(self) -> bool:
-        return self._retry_at is not None
-
-    def usable(self) -> bool:
-        if self._retry_at is None:
-            return True
-        if self._clock() < self._retry_at:
-            return False
-        if self._probe():
-            log.warning("GPU healthy again: back on the GPU")
-            self._retry_at = None
-            return True
-        self._retry_at = self._clock() + self.interval_s
-        return False
+        return self.failed_since is not None
 
     def failed(self, exc: BaseException) -> None:
+        """Take the GPU out of service; failures while it is out (concurrent requests) count once."""
+        if self.failed_since is not None:
+            return
+        now = self._clock()
+        relapse = self.recovered_at is not None and now - self.recovered_at < self.max_interval_s
+        self.interval_s = min(self.max_interval_s, self.interval_s * 2) if relapse else self.base_interval_s
+        self.failed_since, self._next_probe_at = now, now + self.interval_s
         self.num_failures += 1
-        self._retry_at = self._clock() + self.interval_s
         log.warning("GPU failed (%s: %s): on the CPU, next probe in %.0f s", type(exc).__name__, exc, self.interval_s)
+
+    def probe_due(self) -> bool:
+        return self.failed_since is not None and self._clock() >= self._next_probe_at
+
+    def record_probe(self, healthy: bool) -> None:
+        now = self._clock()
+        if not healthy:
+            self._next_probe_at = now + self.interval_s
+        elif self.failed_since is not None:
+            log.warning("GPU healthy again after %.1f s on the CPU: back on the GPU", now - self.failed_since)
+            self.failed_since, self.recovered_at = None, now
+
+    def usable(self) -> bool:
+        """Whether to use the GPU now, probing it first when a probe is due."""
+        if self.probe_due():
+            self.record_probe(self.probe())
+        return self.failed_since is None

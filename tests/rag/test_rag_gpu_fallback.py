@@ -17,6 +17,7 @@ from support.stack import require_layers
 require_layers()
 
 from ragjet.config import Settings
+from ragjet.device import DeviceHealth
 from ragjet.llm.backends.cpu_fallback import RETRIED_ON_CPU, SERVED_ON_CPU, CpuFallback
 from ragjet.llm.backends.native import NativeBackend, build_engine
 from ragjet.rag.pipeline import RagPipeline
@@ -58,12 +59,8 @@ def gpu(pipeline: RagPipeline, rag_settings: Settings, monkeypatch: pytest.Monke
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(model, "forward", flaky_forward)
-    fallback = CpuFallback(
-        lambda: build_engine(rag_settings.llm, torch.device("cpu"))[0],
-        faults.probe,
-        probe_interval_s=PROBE_INTERVAL_S,
-        clock=lambda: faults.now,
-    )
+    health = DeviceHealth(faults.probe, interval_s=PROBE_INTERVAL_S, clock=lambda: faults.now)
+    fallback = CpuFallback(lambda: build_engine(rag_settings.llm, torch.device("cpu"))[0], health)
     backend = NativeBackend(primary, tokenizer, fallback)
     reference = pipeline._backend
     monkeypatch.setattr(pipeline, "_backend", backend)
@@ -81,7 +78,7 @@ async def test_oom_is_retried_on_cpu_until_the_probe_passes(pipeline: RagPipelin
         retried = await pipeline.ask(QUESTION, OPTIONS)
         assert retried.degraded == RETRIED_ON_CPU and retried.finish_reason != "error"
         assert retried.text == expected.text and retried.completion_tokens == expected.completion_tokens
-        assert backend.cpu_fallback.is_on_cpu and backend.cpu_fallback.num_failovers == 1
+        assert backend.cpu_fallback.is_on_cpu and backend.cpu_fallback.health.num_failures == 1
 
         forwards = faults.num_forwards
         faults.now += PROBE_INTERVAL_S / 2  # no probe due yet: straight to the CPU twin
@@ -118,13 +115,14 @@ async def test_oom_mid_answer_is_finished_on_cpu(pipeline: RagPipeline, gpu) -> 
 
 async def test_a_failure_soon_after_recovery_doubles_the_probe_interval() -> None:
     now = [0.0]
-    fallback = CpuFallback(lambda: "twin", lambda: True, probe_interval_s=5.0, clock=lambda: now[0])  # type: ignore[arg-type,return-value]
+    health = DeviceHealth(lambda: True, interval_s=5.0, clock=lambda: now[0])
+    fallback = CpuFallback(lambda: "twin", health)  # type: ignore[arg-type,return-value]
     assert await fallback.fail_over(torch.OutOfMemoryError("CUDA out of memory")) == "twin"
-    assert fallback.interval_s == 5.0
+    assert health.interval_s == 5.0
     now[0] = 6.0
     assert await fallback.engine_while_unhealthy() is None  # probe passed: back on the GPU
     now[0] = 10.0
     await fallback.fail_over(torch.OutOfMemoryError("CUDA out of memory"))
-    assert fallback.interval_s == 10.0 and fallback.num_failovers == 2
+    assert health.interval_s == 10.0 and health.num_failures == 2
     now[0] = 14.0
     assert await fallback.engine_while_unhealthy() == "twin"  # not due until 20 s

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ragjet.device import is_device_failure, probe_device
+from ragjet.device import DeviceHealth, is_device_failure, probe_device
 from ragjet.llm.backends.base import LLMBackend, Messages, TextDelta
 from ragjet.llm.backends.cpu_fallback import RETRIED_ON_CPU, SERVED_ON_CPU, CpuFallback
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
@@ -49,7 +49,8 @@ class NativeBackend(LLMBackend):
         fallback = None
         if device.type == "cuda":
             cpu = torch.device("cpu")
-            fallback = CpuFallback(lambda: build_engine(settings, cpu)[0], functools.partial(probe_device, device))
+            health = DeviceHealth(functools.partial(probe_device, device))
+            fallback = CpuFallback(lambda: build_engine(settings, cpu)[0], health)
         return cls(engine, tokenizer, fallback)
 
     async def stream(self, prompt: str | Messages, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
