@@ -88,7 +88,13 @@ class LLMSettings(Section):
         "torch without them",
     )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
-    max_num_batched_tokens: int = Field(4096, ge=16)
+    max_num_batched_tokens: int = Field(
+        4096,
+        ge=16,
+        description="tokens one forward computes: longer prompts, and bursts of them, are prefilled in chunks of "
+        "this many while streams keep decoding (a smaller value bounds each stream's stall: on a 2-core CPU "
+        "about 1 s per 1,000 prompt tokens)",
+    )
     max_model_len: int = Field(4096, ge=16)
     block_size: int = Field(16, ge=1)
     kv_cache_memory_gb: float = Field(0.0, ge=0, description="KV pool size; 0 sizes it automatically")

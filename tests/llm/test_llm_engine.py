@@ -55,6 +55,32 @@ def test_a_repeated_prefix_is_served_from_the_cache(llama: LoadedModel) -> None:
     assert stats.prefix_cache_hits == 7 and stats.num_used_blocks == 0
 
 
+def test_prompts_prefilled_in_chunks_give_their_unchunked_outputs(llama: LoadedModel) -> None:
+    long_prompts = [list(range(40, 90)), list(range(40, 70)) + [7, 8, 9], *PROMPTS]  # sharing a 30-token prefix
+    engine = engine_for(llama, max_num_batched_tokens=12)
+    outputs = engine.generate(long_prompts, GREEDY)
+    assert [o.token_ids for o in outputs] == [alone(llama, p) for p in long_prompts]
+    assert outputs[1].num_cached_tokens == 28  # the first prompt's chunks put its blocks in the cache as computed
+    assert engine.stats().num_used_blocks == 0
+
+
+def test_decoding_streams_advance_every_step_while_a_long_prompt_prefills(llama: LoadedModel) -> None:
+    engine = engine_for(llama, max_num_batched_tokens=8)
+    decoding = engine.add_request(PROMPTS[0], GREEDY)
+    engine.step()
+    long = engine.add_request(list(range(100, 160)), GREEDY)  # 60 tokens: 8 steps of at most 7 beside the decode
+    steps_before_first_token = 0
+    while True:
+        outputs = {o.request_id: o for o in engine.step()}
+        assert decoding in outputs and len(outputs[decoding].new_token_ids) >= 1
+        if long in outputs:
+            break
+        steps_before_first_token += 1
+    assert steps_before_first_token >= 60 // 7
+    while engine.has_unfinished():
+        engine.step()
+
+
 def test_a_failed_forward_leaves_nothing_in_the_prefix_cache(
     llama: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

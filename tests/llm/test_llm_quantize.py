@@ -361,3 +361,36 @@ def test_a_fresh_prompt_beside_decoding_sequences_attends_as_the_paged_path_does
         return attn(q, k, v, meta)
 
     torch.testing.assert_close(attend([True, False, False]), attend(None))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_step_of_every_kind_of_sequence_attends_as_dense_attention(dtype: torch.dtype) -> None:
+    """A fresh prompt, a decode, a verify-sized step and a prefill chunk after history, in one step: each part
+    takes its own path (own keys; kernel or one-query path; gather + SDPA) and all equal the dense reference."""
+    torch.manual_seed(0)
+    heads, kv_heads, dim, block_size = 6, 2, 16, 4
+    attn = Attention(heads, kv_heads, dim, 0.25)
+    attn.k_cache = torch.randn(24, block_size, kv_heads, dim, dtype=dtype)
+    attn.v_cache = torch.randn_like(attn.k_cache)
+    q_lens, context_lens = [6, 1, 4, 12], [6, 10, 9, 20]
+    tables = torch.randperm(24)[:20].view(4, 5)
+    positions = [
+        (b, p) for b, (n, ctx) in enumerate(zip(q_lens, context_lens, strict=True)) for p in range(ctx - n, ctx)
+    ]
+    new_slots = [int(tables[b, p // block_size]) * block_size + p % block_size for b, p in positions]
+    q = torch.randn(sum(q_lens), heads, dim, dtype=dtype)
+    k, v = torch.randn(sum(q_lens), kv_heads, dim, dtype=dtype), torch.randn(sum(q_lens), kv_heads, dim, dtype=dtype)
+    meta = AttentionMetadata(
+        q_lens, torch.tensor(context_lens), torch.tensor(new_slots), tables, [True, False, False, False]
+    )
+    out = attn(q, k, v, meta)
+    assert meta.plan is not None and len(meta.plan.fresh_spans) == 1 and len(meta.plan.pool_parts) == 2
+    flat_k, flat_v = attn.k_cache.view(-1, kv_heads, dim), attn.v_cache.view(-1, kv_heads, dim)
+    expected = []
+    for b, (q_seq, ctx) in enumerate(zip(q.split(q_lens), context_lens, strict=True)):
+        slots = tables[b, torch.arange(ctx) // block_size] * block_size + torch.arange(ctx) % block_size
+        expected.append(
+            dense_attention(q_seq.float(), flat_k[slots].float(), flat_v[slots].float(), ctx - len(q_seq), 0.25)
+        )
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), torch.cat(expected), atol=tolerance, rtol=tolerance)

@@ -5,10 +5,10 @@ prompts that share a system prompt and the same retrieved chunks share those blo
 computed once. A freed block keeps its hash and contents until it is handed out again, least recently
 freed first, so a popular prefix survives between requests. No torch here: this is bookkeeping only.
 
-A block's hash is registered when it is handed out, so a sequence admitted in the same step can share
-it (every layer writes its K/V before attending). Until the step's forward pass has run, those blocks
-are "uncomputed": if the pass fails, their hashes are forgotten, so no later prompt is served K/V that
-was never written.
+A block's hash is registered in the step that computes it (a long prompt is prefilled in chunks, over
+several steps), so a sequence admitted in that same step can already share it: every layer writes its
+K/V before attending. Until the step's forward pass has run, those blocks are "uncomputed": if the pass
+fails, their hashes are forgotten, so no later prompt is served K/V that was never written.
 """
 
 from __future__ import annotations
@@ -47,31 +47,39 @@ class BlockAllocator:
         """Blocks for every token of a newly admitted sequence, reusing cached full blocks of its prefix.
 
         The last token is always computed (its logits are needed), so only full blocks before it can hit.
+        The other full blocks enter the cache once computed (``register_computed``).
         """
         assert not seq.block_table
-        parent, hits = None, 0
-        reusable = (seq.num_tokens - 1) // self.block_size if self.enable_prefix_caching else 0
-        for i in range(self.blocks_needed(seq.num_tokens)):
-            tokens = seq.token_ids[i * self.block_size : (i + 1) * self.block_size]
-            full = len(tokens) == self.block_size
-            key = hash((parent, tuple(tokens))) if full else None
-            if i < reusable:
-                self.num_queries += 1
-                block = self.cached.get(key) if hits == i else None  # type: ignore[arg-type]
-                if block is not None:
-                    self._take(block)
-                    hits += 1
-                    seq.block_table.append(block)
-                    parent = key
-                    continue
-            block = self._fresh()
-            if full and self.enable_prefix_caching:
-                self._register(block, key)  # type: ignore[arg-type]
-                self.uncomputed.append(block)
+        seq.block_hashes = self._full_block_hashes(seq.token_ids) if self.enable_prefix_caching else []
+        reusable = min(len(seq.block_hashes), (seq.num_tokens - 1) // self.block_size)
+        for key in seq.block_hashes[:reusable]:
+            self.num_queries += 1
+            block = self.cached.get(key)
+            if block is None:
+                break
+            self._take(block)
             seq.block_table.append(block)
-            parent = key
+        hits = len(seq.block_table)
+        seq.block_table += [self._fresh() for _ in range(self.blocks_needed(seq.num_tokens) - hits)]
         self.num_hits += hits
+        seq.num_registered_blocks = hits
         seq.num_cached_tokens = seq.num_computed_tokens = hits * self.block_size
+
+    def register_computed(self, seq: Sequence, num_computed_tokens: int) -> None:
+        """The step being scheduled computes ``seq``'s tokens up to ``num_computed_tokens``: its full prompt
+        blocks below that enter the prefix cache now (uncomputed until the step has run)."""
+        upto = min(len(seq.block_hashes), num_computed_tokens // self.block_size)
+        for i in range(seq.num_registered_blocks, upto):
+            self._register(seq.block_table[i], seq.block_hashes[i])
+            self.uncomputed.append(seq.block_table[i])
+        seq.num_registered_blocks = max(seq.num_registered_blocks, upto)
+
+    def _full_block_hashes(self, token_ids: list[int]) -> list[int]:
+        """Each full block's content key: its tokens chained with the previous block's key."""
+        keys: list[int] = []
+        for start in range(0, len(token_ids) - self.block_size + 1, self.block_size):
+            keys.append(hash((keys[-1] if keys else None, tuple(token_ids[start : start + self.block_size]))))
+        return keys
 
     def can_append(self, seq: Sequence) -> bool:
         return len(seq.block_table) >= self.blocks_needed(seq.num_tokens) or len(self.free) > 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     max_num_seqs: int = 32  # sequences in one forward
-    max_num_batched_tokens: int = 4096  # tokens in one forward (prefills are admitted while they fit)
+    max_num_batched_tokens: int = 4096  # tokens in one forward: decodes, then prompt chunks while they fit
     max_model_len: int = 4096  # prompt + output, capped by the model's own context length
     block_size: int = 16  # tokens per KV block
     kv_cache_memory_gb: float = 0.0  # 0 = auto: a fraction of free GPU memory, or min(2 GiB, 10% RAM) on CPU

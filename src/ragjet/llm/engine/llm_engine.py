@@ -79,6 +79,9 @@ class LLMEngine:
                 raise
             self.allocator.mark_computed()
             for i, (seq, predicted) in enumerate(zip(batch, tokens, strict=True)):
+                if seq.is_prefill_chunk:  # part of the prompt computed, its last token not yet: nothing to emit
+                    seq.num_computed_tokens += seq.num_scheduled_tokens
+                    continue
                 accepted = accepted_tokens(seq.draft_ids, predicted)
                 self._num_draft_tokens += len(seq.draft_ids)
                 self._num_accepted_draft_tokens += len(accepted) - 1

@@ -1,11 +1,12 @@
-"""Continuous batching: which sequences run in the next forward pass.
+"""Continuous batching: which sequences run in the next forward pass, and how many tokens of each.
 
-Every step is mixed: each running sequence decodes one token, and waiting sequences are admitted
-(their whole uncached prompt prefilled) in the same forward while the token budget allows. So new
-requests start at once without stalling the ones already decoding. When a decode needs a block and
-the pool is empty, the most recently admitted sequence is preempted: its blocks are freed and it goes
-back to the front of the queue, to be recomputed later (its prefix blocks often still cached).
-No torch here.
+Every step is mixed, within a budget of `max_num_batched_tokens`: each decoding sequence brings one
+token, sequences still prefilling bring their next chunk of prompt, and waiting sequences are admitted
+with a first chunk while budget is left. So new requests start at once, and a long prompt (or a burst
+of them) is prefilled over several steps instead of stalling every stream for one long step. When a
+decode needs a block and the pool is empty, the most recently admitted sequence is preempted: its
+blocks are freed and it goes back to the front of the queue, to be recomputed later (its prefix blocks
+often still cached). No torch here.
 """
 
 from __future__ import annotations
@@ -47,24 +48,39 @@ class Scheduler:
         self.waiting.append(seq)
 
     def schedule(self) -> tuple[list[Sequence], list[Sequence]]:
-        """(sequences to run this step, sequences that timed out); running ones first, then admitted."""
+        """(sequences to run this step, each with its `num_scheduled_tokens`; sequences that timed out).
+
+        Decodes first (always, one token each), then running prefills' next chunks, then admissions.
+        """
         timed_out = self._expire(time.monotonic())
         for seq in list(self.running):
             while seq in self.running and not self.allocator.can_append(seq):
                 self._preempt(self.running[-1])
             if seq in self.running:
                 self.allocator.append_slot(seq)
-        budget = self.config.max_num_batched_tokens - len(self.running)
-        while self.waiting and len(self.running) < self.config.max_num_seqs:
+        budget = self.config.max_num_batched_tokens - sum(1 for s in self.running if s.num_new_tokens == 1)
+        for seq in self.running:
+            if seq.num_new_tokens == 1:
+                seq.num_scheduled_tokens = 1
+            else:  # a prompt that earlier steps prefilled in part: its next chunk, while budget is left
+                budget -= self._schedule_chunk(seq, budget)
+        while self.waiting and len(self.running) < self.config.max_num_seqs and budget > 0:
             seq = self.waiting[0]
-            if not self.allocator.can_allocate(seq) or (seq.num_tokens > budget and self.running):
-                break  # a prompt larger than the whole budget still runs, alone
+            if not self.allocator.can_allocate(seq):
+                break
             self.waiting.popleft()
             self.allocator.allocate(seq)
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
-            budget -= seq.num_new_tokens
-        return list(self.running), timed_out
+            budget -= self._schedule_chunk(seq, budget)
+        return [s for s in self.running if s.num_scheduled_tokens], timed_out
+
+    def _schedule_chunk(self, seq: Sequence, budget: int) -> int:
+        """Give `seq` as much of its uncomputed prompt as `budget` allows; returns how many tokens."""
+        seq.num_scheduled_tokens = max(0, min(seq.num_new_tokens, budget))
+        # The blocks this chunk completes enter the prefix cache now: a later admission in this step can share them.
+        self.allocator.register_computed(seq, seq.num_computed_tokens + seq.num_scheduled_tokens)
+        return seq.num_scheduled_tokens
 
     def finish(self, seq: Sequence, reason: str) -> None:
         """Drop a sequence from whichever queue holds it and free its blocks (abort, stop, timeout)."""

@@ -28,6 +28,9 @@ class Sequence:
     status: SequenceStatus = SequenceStatus.WAITING
     block_table: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0  # tokens whose K/V are in the cache
+    num_scheduled_tokens: int = 0  # tokens the current step computes (a prefill chunk, or 1 when decoding)
+    block_hashes: list[int] = field(default_factory=list)  # content keys of the prompt's full blocks
+    num_registered_blocks: int = 0  # of those, blocks in the prefix cache (hits, or computed)
     num_cached_tokens: int = 0  # prompt tokens the prefix cache served at admission
     draft_ids: list[int] = field(default_factory=list)  # speculative tokens scored after token_ids this step
     finish_reason: str | None = None
@@ -47,8 +50,13 @@ class Sequence:
 
     @property
     def num_new_tokens(self) -> int:
-        """Tokens the next forward must compute: the uncached prompt at admission, then one per decode step."""
+        """Tokens not yet computed: the uncached prompt (or what chunks left of it), then one per decode step."""
         return self.num_tokens - self.num_computed_tokens
+
+    @property
+    def is_prefill_chunk(self) -> bool:
+        """This step computes part of the prompt but not its last token: nothing is sampled yet."""
+        return self.num_computed_tokens + self.num_scheduled_tokens < self.num_tokens
 
     @property
     def is_finished(self) -> bool:

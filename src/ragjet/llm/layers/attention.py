@@ -47,7 +47,7 @@ class AttentionMetadata:
     # Built by the first layer of a step and reused by the others: make new metadata for every step.
     paged_index: PagedIndex | None = None
     query_starts: torch.Tensor | None = None  # (B + 1,) int64 offsets of each sequence's tokens, for the kernel
-    fresh_split: FreshSplit | None = None
+    plan: StepPlan | None = None
 
     @property
     def num_seqs(self) -> int:
@@ -65,29 +65,40 @@ class AttentionMetadata:
 
 
 @dataclass(slots=True)
-class FreshSplit:
-    """A step whose fresh prompts (nothing cached) attend over their own keys while the others read the pool."""
+class StepPlan:
+    """How a step's sequences attend, in parts that each take their fastest path.
 
-    spans: list[tuple[int, int]]  # flattened token range of each fresh prompt
-    rest_rows: torch.Tensor  # (T_rest,) int64 flattened rows of the other sequences' tokens
-    rest: AttentionMetadata  # those sequences alone
+    Fresh prompts (nothing cached) attend causally over their own keys. Sequences with history read the
+    pool in two groups: few queries each (decodes, verify steps: the fused kernel on the CPU, the
+    one-query path elsewhere) and many (prefill chunks and cache-hit prefills: gather + masked SDPA), so
+    a decode never pads to a long prompt's query count.
+    """
+
+    fresh_spans: list[tuple[int, int]]  # flattened token range of each fresh prompt
+    pool_parts: list[tuple[torch.Tensor, AttentionMetadata]]  # (T_part,) flattened rows, those sequences alone
 
 
-def split_fresh(meta: AttentionMetadata) -> FreshSplit:
+def plan_step(meta: AttentionMetadata) -> StepPlan:
     fresh = meta.fresh_seqs or [False] * meta.num_seqs
     starts = [0, *itertools.accumulate(meta.q_lens)]
-    others = [b for b, is_fresh in enumerate(fresh) if not is_fresh]
-    device = meta.context_lens.device
-    chosen = torch.tensor(others, dtype=torch.long, device=device)
-    rows = [row for b in others for row in range(starts[b], starts[b + 1])]
-    rest = AttentionMetadata(
-        q_lens=[meta.q_lens[b] for b in others],
-        context_lens=meta.context_lens.index_select(0, chosen),
-        slot_mapping=meta.slot_mapping.new_empty(0),
-        block_tables=meta.block_tables.index_select(0, chosen),
-    )
+    short = [b for b in range(meta.num_seqs) if not fresh[b] and meta.q_lens[b] <= KERNEL_MAX_QUERIES]
+    long = [b for b in range(meta.num_seqs) if not fresh[b] and meta.q_lens[b] > KERNEL_MAX_QUERIES]
+    parts = [_pool_part(meta, chosen, starts) for chosen in (short, long) if chosen]
     spans = [(starts[b], starts[b + 1]) for b, is_fresh in enumerate(fresh) if is_fresh]
-    return FreshSplit(spans, torch.tensor(rows, dtype=torch.long, device=device), rest)
+    return StepPlan(spans, parts)
+
+
+def _pool_part(meta: AttentionMetadata, chosen: list[int], starts: list[int]) -> tuple[torch.Tensor, AttentionMetadata]:
+    device = meta.context_lens.device
+    index = torch.tensor(chosen, dtype=torch.long, device=device)
+    rows = [row for b in chosen for row in range(starts[b], starts[b + 1])]
+    part = AttentionMetadata(
+        q_lens=[meta.q_lens[b] for b in chosen],
+        context_lens=meta.context_lens.index_select(0, index),
+        slot_mapping=meta.slot_mapping.new_empty(0),
+        block_tables=meta.block_tables.index_select(0, index),
+    )
+    return torch.tensor(rows, dtype=torch.long, device=device), part
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -205,17 +216,17 @@ class Attention(nn.Module):
         self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
         if meta.fresh:  # causal attention over each prompt's own keys: no gather, no mask (~1.5x faster)
             return self._uncached(q, k, v, meta)
-        if meta.fresh_seqs is None or not any(meta.fresh_seqs):
+        if meta.plan is None:
+            meta.plan = plan_step(meta)
+        plan = meta.plan
+        if not plan.fresh_spans and len(plan.pool_parts) == 1:  # one kind of sequence: no copies
             return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
-        # Fresh prompts beside sequences with history (decodes, cache hits): each part its own way.
-        if meta.fresh_split is None:
-            meta.fresh_split = split_fresh(meta)
-        split = meta.fresh_split
         out = torch.empty_like(q)
-        rest = paged_attention(q.index_select(0, split.rest_rows), self.k_cache, self.v_cache, split.rest, self.scale)
-        out.index_copy_(0, split.rest_rows, rest)
-        for start, end in split.spans:
+        for start, end in plan.fresh_spans:
             out[start:end] = causal_attention(q[start:end], k[start:end], v[start:end], self.scale)
+        for rows, part in plan.pool_parts:
+            out.index_copy_(0, rows, paged_attention(q.index_select(0, rows), self.k_cache, self.v_cache, part,
+                                                     self.scale))  # fmt: skip
         return out
 
     def _uncached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
