@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from ragjet.bench.servers import CLIENT_KEEPALIVE_S
+
 
 @dataclass(frozen=True, slots=True)
 class RequestResult:
@@ -119,7 +121,9 @@ async def run_level(
     for item in enumerate(bodies):
         pending.put_nowait(item)
     done: list[RequestResult | None] = [None] * len(bodies)
-    limits = httpx.Limits(max_connections=num_clients, max_keepalive_connections=num_clients)
+    limits = httpx.Limits(
+        max_connections=num_clients, max_keepalive_connections=num_clients, keepalive_expiry=CLIENT_KEEPALIVE_S
+    )
     timeout = httpx.Timeout(timeout_s, connect=30.0)
     async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as client:
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from ragjet.bench.servers import free_port, ragjet_env
+from ragjet.bench.servers import CLIENT_KEEPALIVE_S, free_port, ragjet_env
 from ragjet.bench.servers import server_process as run_server
 
 COMPLETIONS = "/v1/chat/completions"
@@ -67,6 +67,7 @@ class Outcome:
     retry_after: str | None = None
     finish_reason: str | None = None
     pipeline_s: float = 0.0  # the server's clock of the answer (timings_ms.total_ms): from arrival in the app
+    error: str | None = None  # what went wrong, for a status other than 200, 429 and 504
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class RoundReport:
     num_rejected: int  # 429
     num_timed_out: int  # 504: accepted, but the deadline passed before generation could start
     num_errors: int  # anything else, including no status at all
+    errors: list[str]  # up to five distinct errors behind num_errors (status or exception, and its message)
     served_rps: float  # answers per second, from the first send to the last answer
     p50_latency_s: float  # over served requests
     p99_latency_s: float
@@ -138,9 +140,11 @@ async def send_one(client: httpx.AsyncClient, body: dict[str, Any], timeout_s: f
     started = time.perf_counter()
     try:
         response = await client.post(COMPLETIONS, json=body, timeout=timeout_s)
-    except httpx.HTTPError:
-        return Outcome(0, time.perf_counter() - started)
+    except httpx.HTTPError as exc:
+        return Outcome(0, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
     latency = time.perf_counter() - started
+    if response.status_code not in (200, 429, 504):
+        return Outcome(response.status_code, latency, error=f"HTTP {response.status_code}: {response.text[:200]}")
     body = response.json() if response.status_code == 200 else {}
     info = body.get("ragjet") or {}
     finish = (body.get("choices") or [{}])[0].get("finish_reason")
@@ -194,7 +198,7 @@ async def overload_round(
     wall = time.perf_counter() - start
     stop.set()
     await sampler
-    outcomes = [t.result() for t in done] + [Outcome(0, wall) for _ in pending]
+    outcomes = [t.result() for t in done] + [Outcome(0, wall, error="unanswered when the round ended") for _ in pending]
     served = [o for o in outcomes if o.status == 200]
     latencies = [o.latency_s for o in served]
     last_answer = max(latencies, default=0.0)
@@ -205,6 +209,7 @@ async def overload_round(
         num_rejected=sum(o.status == 429 for o in outcomes),
         num_timed_out=sum(o.status == 504 for o in outcomes),
         num_errors=sum(o.status not in (200, 429, 504) for o in outcomes),
+        errors=sorted({o.error for o in outcomes if o.error})[:5],
         served_rps=len(served) / wall if wall > 0 and last_answer > 0 else 0.0,
         p50_latency_s=percentile(latencies, 50),
         p99_latency_s=percentile(latencies, 99),
@@ -227,7 +232,7 @@ async def run_overload(
 ) -> OverloadReport:
     """Calibrate, then `cfg.rounds` overload rounds at `cfg.multiple` × the sustainable rate; RSS of `pid`."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=CLIENT_KEEPALIVE_S)
     rss = (lambda: rss_mb(pid)) if pid is not None else (lambda: 0.0)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
         sustainable, p50 = await calibrate(client, cfg)

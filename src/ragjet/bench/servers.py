@@ -26,6 +26,11 @@ def ragjet_env(settings: dict[str, dict[str, object]], data_dir: Path) -> dict[s
     return env
 
 
+# Benchmark clients drop idle pooled connections after this long, well inside uvicorn's 5 s keep-alive: a
+# connection reused just as the server closes it fails with a ReadError that is the client's, not the server's.
+CLIENT_KEEPALIVE_S = 2.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
