@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 
 import pytest
@@ -33,8 +34,8 @@ async def test_expired_deadline_fails_before_starting_the_stage():
     coroutine = stage()
     with pytest.raises(DeadlineExceededError, match="query embedding"):
         await deadline.run("query embedding", coroutine)
-    coroutine.close()
     assert not started.is_set()
+    assert inspect.getcoroutinestate(coroutine) == "CORO_CLOSED"  # closed, not left to warn "never awaited"
 
 
 async def test_a_timeout_inside_the_stage_is_not_mistaken_for_the_deadline():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -42,7 +43,12 @@ class Deadline:
 
     async def run(self, stage: str, awaitable: Awaitable[T]) -> T:
         """Await `awaitable`, or raise DeadlineExceededError naming `stage` when the budget runs out first."""
-        self.check(stage)
+        try:
+            self.check(stage)
+        except DeadlineExceededError:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never started: close it rather than leave it to be collected un-awaited
+            raise
         timeout = asyncio.timeout(self.remaining_s())
         try:
             async with timeout:
