@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ragjet.llm.layers.sampler import SamplingRow, sample
+from ragjet.llm.layers.sampler import SamplingRow, draw, sample, sampling_probs
 from ragjet.llm.sampling_params import SamplingParams
 
 
@@ -62,3 +62,44 @@ def test_seeded_sampling_in_a_greedy_batch_draws_what_it_draws_alone() -> None:
     mixed_rows[1].generator = torch.Generator().manual_seed(5)
     mixed, _ = sample(logits, mixed_rows)
     assert mixed[1] == alone[0] and mixed[0] == int(logits[0].argmax()) and mixed[2] == int(logits[2].argmax())
+
+
+def reference_probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """One row, the textbook way: temperature, top-k by the k-th value, top-p over a full sort."""
+    logits = logits / p.temperature
+    if 0 < p.top_k < logits.numel():
+        logits = logits.masked_fill(logits < torch.topk(logits, p.top_k).values[-1], float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if p.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        sorted_probs[sorted_probs.cumsum(0) - sorted_probs > p.top_p] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return probs
+
+
+def test_batched_sampling_distributions_equal_the_row_by_row_reference() -> None:
+    torch.manual_seed(0)
+    vocab = 3000  # wider than the nucleus candidates, so a flat row takes the full sort
+    logits = torch.randn(6, vocab) * torch.tensor([6.0, 6.0, 0.5, 6.0, 3.0, 1.0])[:, None]  # peaked and flat rows
+    params = [
+        SamplingParams(temperature=0.7, top_p=0.9),
+        SamplingParams(temperature=1.0, top_k=20),
+        SamplingParams(temperature=1.3, top_p=0.95),  # flat: its nucleus is wider than the candidates
+        SamplingParams(temperature=0.5, top_k=50, top_p=0.8),
+        SamplingParams(temperature=1.0),
+        SamplingParams(temperature=0.9, top_k=vocab + 5, top_p=0.5),  # a top_k past the vocabulary is off
+    ]
+    got = sampling_probs(logits, params)
+    expected = torch.stack([reference_probs(row, p) for row, p in zip(logits, params, strict=True)])
+    torch.testing.assert_close(got, expected)
+
+
+def test_draws_follow_the_distribution_and_never_take_a_zero_probability_token() -> None:
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0]]).repeat(20_000, 1)
+    tokens = draw(probs, torch.rand(20_000, generator=torch.Generator().manual_seed(0)))
+    counts = torch.bincount(tokens, minlength=6).double() / 20_000
+    assert counts[[0, 2, 5]].sum() == 0
+    torch.testing.assert_close(counts[[1, 3, 4]], torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=0.02, rtol=0)
+    # The CDF's first point, its very last, and a target rounded up to the total mass (the most likely token).
+    edge = draw(probs[:3], torch.tensor([0.0, 1.0 - 1e-12, 1.0], dtype=torch.float64))
+    assert edge.tolist() == [1, 4, 1]
