@@ -317,6 +317,28 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: i
     return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)  # (Lq, Hq, D)
 
 
+def assert_dense(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    tables: torch.Tensor,
+    q_lens: list[int],
+    context_lens: list[int],
+) -> None:
+    """`out` equals dense attention of each sequence's queries over its keys read through its block table."""
+    block_size, kv_heads, dim = k_cache.shape[1:]
+    flat_k, flat_v = k_cache.view(-1, kv_heads, dim), v_cache.view(-1, kv_heads, dim)
+    expected = []
+    for b, (q_seq, ctx) in enumerate(zip(q.split(q_lens), context_lens, strict=True)):
+        slots = tables[b, torch.arange(ctx) // block_size] * block_size + torch.arange(ctx) % block_size
+        expected.append(
+            dense_attention(q_seq.float(), flat_k[slots].float(), flat_v[slots].float(), ctx - len(q_seq), 0.25)
+        )
+    tolerance = 1e-5 if out.dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), torch.cat(expected), atol=tolerance, rtol=tolerance)
+
+
 @pytest.mark.parametrize("q_lens", [[1], [1, 1, 1], [3, 1, 5]], ids=["decode-1", "decode-3", "mixed"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_paged_attention_matches_dense_attention(q_lens: list[int], dtype: torch.dtype, torch_paths: None) -> None:
@@ -332,15 +354,7 @@ def test_paged_attention_matches_dense_attention(q_lens: list[int], dtype: torch
     assert meta.paged_index is not None  # built once, reused by the next layer
     assert paged_attention(q, k_cache, v_cache, meta, scale=0.25).equal(out)
 
-    flat_k, flat_v = k_cache.view(-1, num_kv_heads, head_dim), v_cache.view(-1, num_kv_heads, head_dim)
-    expected = []
-    for b, (q_seq, ctx) in enumerate(zip(q.split(q_lens), context_lens, strict=True)):
-        slots = tables[b, torch.arange(ctx) // block_size] * block_size + torch.arange(ctx) % block_size
-        expected.append(
-            dense_attention(q_seq.float(), flat_k[slots].float(), flat_v[slots].float(), ctx - len(q_seq), 0.25)
-        )
-    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(out.float(), torch.cat(expected), atol=tolerance, rtol=tolerance)
+    assert_dense(out, q, k_cache, v_cache, tables, q_lens, context_lens)
 
 
 def test_a_fresh_prompt_beside_decoding_sequences_attends_as_the_paged_path_does(torch_paths: None) -> None:
@@ -385,12 +399,4 @@ def test_a_step_of_every_kind_of_sequence_attends_as_dense_attention(dtype: torc
     )
     out = attn(q, k, v, meta)
     assert meta.plan is not None and len(meta.plan.fresh_spans) == 1 and len(meta.plan.pool_parts) == 2
-    flat_k, flat_v = attn.k_cache.view(-1, kv_heads, dim), attn.v_cache.view(-1, kv_heads, dim)
-    expected = []
-    for b, (q_seq, ctx) in enumerate(zip(q.split(q_lens), context_lens, strict=True)):
-        slots = tables[b, torch.arange(ctx) // block_size] * block_size + torch.arange(ctx) % block_size
-        expected.append(
-            dense_attention(q_seq.float(), flat_k[slots].float(), flat_v[slots].float(), ctx - len(q_seq), 0.25)
-        )
-    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(out.float(), torch.cat(expected), atol=tolerance, rtol=tolerance)
+    assert_dense(out, q, attn.k_cache, attn.v_cache, tables, q_lens, context_lens)
