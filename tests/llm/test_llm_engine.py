@@ -64,8 +64,17 @@ def test_prompts_prefilled_in_chunks_give_their_unchunked_outputs(llama: LoadedM
     assert engine.stats().num_used_blocks == 0
 
 
-def test_decoding_streams_advance_every_step_while_a_long_prompt_prefills(llama: LoadedModel) -> None:
-    engine = engine_for(llama, max_num_batched_tokens=8)
+def test_decoding_streams_advance_every_step_while_a_long_prompt_prefills(
+    llama: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(llama, max_num_batched_tokens=8, num_speculative_tokens=0)
+    forward, step_sizes = engine.model_runner.model.forward, []
+
+    def counting_forward(input_ids: torch.Tensor, *args: object) -> torch.Tensor:
+        step_sizes.append(len(input_ids))
+        return forward(input_ids, *args)
+
+    monkeypatch.setattr(engine.model_runner.model, "forward", counting_forward)
     decoding = engine.add_request(PROMPTS[0], GREEDY)
     engine.step()
     long = engine.add_request(list(range(100, 160)), GREEDY)  # 60 tokens: 8 steps of at most 7 beside the decode
@@ -77,6 +86,7 @@ def test_decoding_streams_advance_every_step_while_a_long_prompt_prefills(llama:
             break
         steps_before_first_token += 1
     assert steps_before_first_token >= 60 // 7
+    assert max(step_sizes) <= 8  # every forward computed its chunk only, never the rest of the prompt
     while engine.has_unfinished():
         engine.step()
 

@@ -1,8 +1,9 @@
 """Runs the model for a scheduled batch: owns the KV pool, builds the step's inputs, samples tokens.
 
-All sequences of a step are flattened into one (T,) token row; each brings its uncached prompt
-(admitted this step) or its last token (decoding). Logits are computed only for each sequence's last
-token. The KV pool is one tensor in the model's compute dtype; each layer's attention gets views into it.
+All sequences of a step are flattened into one (T,) token row; each brings its scheduled tokens: a
+chunk of its prompt (prefilling) or its last token (decoding). Logits are computed only for each
+sequence's last token, and not at all for a prompt chunk that stops short of the prompt's end. The KV
+pool is one tensor in the model's compute dtype; each layer's attention gets views into it.
 """
 
 from __future__ import annotations
@@ -57,35 +58,41 @@ class ModelRunner:
     def run(
         self, seqs: list[Sequence], generators: dict[str, torch.Generator]
     ) -> tuple[list[list[int]], list[list[float]] | None]:
-        """One forward over every sequence's new tokens (and its draft, if any).
+        """One forward over every sequence's scheduled tokens (and its draft, if any).
 
         Returns, per sequence, the tokens chosen after its last token and after each draft position
-        (1 + len(draft) of them), and their logprobs (None when no sequence asked for logprobs).
+        (1 + len(draft) of them; none for a prompt chunk that is not the prompt's end), and their logprobs
+        (None when no sequence asked for logprobs).
         """
         input_ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
         q_lens: list[int] = []
+        context_lens: list[int] = []
         for seq in seqs:
-            start, end = seq.num_computed_tokens, seq.num_tokens + len(seq.draft_ids)
-            input_ids += seq.token_ids[start:] + seq.draft_ids
+            start = seq.num_computed_tokens
+            end = start + seq.num_scheduled_tokens + len(seq.draft_ids)
+            input_ids += seq.token_ids[start : start + seq.num_scheduled_tokens] + seq.draft_ids
             positions += range(start, end)
             slots += (seq.block_table[p // self.block_size] * self.block_size + p % self.block_size
                       for p in range(start, end))  # fmt: skip
             q_lens.append(end - start)
+            context_lens.append(end)
         width = max(len(s.block_table) for s in seqs)
         tables = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
         as_tensor = lambda data: torch.tensor(data, dtype=torch.long, device=self.device)  # noqa: E731
         meta = AttentionMetadata(
             q_lens=q_lens,
-            context_lens=as_tensor([s.num_tokens + len(s.draft_ids) for s in seqs]),
+            context_lens=as_tensor(context_lens),
             slot_mapping=as_tensor(slots),
             block_tables=as_tensor(tables),
             fresh_seqs=[s.num_computed_tokens == 0 for s in seqs],
         )
         hidden = self.model(as_tensor(input_ids), as_tensor(positions), meta)
         # Logits for each sequence's last token and its draft positions: (sum of 1 + len(draft), hidden).
-        num_scored = [1 + len(s.draft_ids) for s in seqs]
+        num_scored = [0 if s.is_prefill_chunk else 1 + len(s.draft_ids) for s in seqs]
+        if not any(num_scored):
+            return [[] for _ in seqs], None
         if len(input_ids) > len(seqs):
             ends = torch.cumsum(as_tensor(q_lens), 0)
             scored = [i for end, n in zip(ends.tolist(), num_scored, strict=True) for i in range(end - n, end)]
