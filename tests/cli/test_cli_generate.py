@@ -78,3 +78,26 @@ def test_real_smollm2_in_a_subprocess() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()  # some words from the real model
     assert "TTFT" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"RAGJET_LLM__QUANTIZATION": "bf16"}, "llm.quantization = 'bf16'"),
+        ({"RAGJET_LLM__DTYPE": "bfloat16", "RAGJET_LLM__QUANTIZATION": "none"}, "llm.dtype = 'bfloat16'"),
+    ],
+)
+def test_a_forced_bf16_model_on_a_cpu_without_bf16_gemms_is_one_clear_error(
+    tiny_llama_dir: Path, setting: dict[str, str], named: str
+) -> None:
+    """On an AVX2 CPU (here: a process narrowed to one) dense bf16 GEMMs are emulated: refused before loading,
+    naming the setting, the capability and what to set instead; no oneDNN traceback."""
+    from support.isa import narrowed_env
+
+    ragjet = Path(sys.executable).with_name("ragjet")
+    env = narrowed_env("avx2") | setting | {"RAGJET_LLM__DEVICE": "cpu"}
+    command = [str(ragjet), "generate", "hi", "--model", str(tiny_llama_dir), "--max-tokens", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error:") and named in line and "bf16 matrix support" in line and "'auto'" in line

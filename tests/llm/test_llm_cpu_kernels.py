@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ragjet.hardware import cpu_policy
 from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
 from ragjet.llm.kernels import cpu as cpu_kernels
 from ragjet.llm.layers.attention import AttentionMetadata, paged_attention
@@ -115,11 +116,21 @@ def test_a_verify_query_scores_exactly_as_the_decode_query_at_its_position(dtype
         assert torch.equal(verify[:1], decode), f"position {position}"
 
 
-def test_the_layers_use_the_kernels_in_bf16_only() -> None:
+def test_the_layers_use_the_kernels_on_the_dtypes_an_engine_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(cpu_kernels._state, "dtypes", frozenset({torch.bfloat16}))
     norm = RMSNorm(16, 1e-6).to(torch.bfloat16)
     assert cpu_kernels.usable(torch.ones(1, dtype=torch.bfloat16)) and not cpu_kernels.usable(torch.ones(1))
     x = torch.randn(3, 16).to(torch.bfloat16)
     torch.testing.assert_close(norm(x), OPS.add_rms_norm(x, None, norm.weight, 1e-6)[0], rtol=0, atol=0)
+    assert cpu_kernels.load(torch.float32) and cpu_kernels.usable(torch.ones(1))  # an fp32 engine's (generic)
+    assert not cpu_kernels.load(torch.float16)  # no kernels for it: the torch paths
+
+
+def test_the_build_is_made_for_the_policy_level_and_says_so() -> None:
+    isa = cpu_policy().isa
+    assert cpu_kernels.build_directory().name.startswith(f"{isa}-")
+    assert f"for {isa}" in cpu_kernels.status()
+    assert "-march=native" not in cpu_kernels.cflags()
 
 
 def test_smollm2_decode_logits_agree_with_and_without_the_kernels(
@@ -180,8 +191,10 @@ def test_an_unwritable_kernel_cache_leaves_the_torch_paths(
     blocker.write_text("not a directory")
     monkeypatch.setenv("RAGJET_KERNEL_CACHE", str(blocker / "kernels"))  # mkdir under a file fails
     monkeypatch.setitem(cpu_kernels._state, "loaded", False)
-    assert cpu_kernels.load.__wrapped__() is False  # the uncached function: a fresh attempt
+    monkeypatch.setitem(cpu_kernels._state, "status", cpu_kernels.status())  # restored after the failed attempt
+    assert cpu_kernels._build.__wrapped__() is False  # the uncached function: a fresh attempt
     assert not cpu_kernels.loaded() and "the LLM runs without them" in caplog.text
+    assert cpu_kernels.status().startswith("unavailable: build failed")
 
 
 def test_without_a_compiler_the_kernels_are_skipped_with_a_warning(
@@ -189,18 +202,21 @@ def test_without_a_compiler_the_kernels_are_skipped_with_a_warning(
 ) -> None:
     monkeypatch.setenv("CXX", "no-such-compiler-ragjet")
     monkeypatch.setitem(cpu_kernels._state, "loaded", False)
-    assert cpu_kernels.load.__wrapped__() is False
+    monkeypatch.setitem(cpu_kernels._state, "status", cpu_kernels.status())  # restored after the failed attempt
+    assert cpu_kernels._build.__wrapped__() is False
     assert not cpu_kernels.loaded() and "no C++ compiler" in caplog.text
+    assert cpu_kernels.status() == "unavailable: no C++ compiler (no-such-compiler-ragjet) found"
 
 
 def test_a_stale_build_lock_left_by_an_interrupted_build_is_removed(caplog: pytest.LogCaptureFixture) -> None:
-    lock = cpu_kernels.cache_dir() / cpu_kernels._build_key() / "lock"  # where torch's build keeps its lock
+    lock = cpu_kernels.build_directory() / "lock"  # where torch's build keeps its lock
     lock.write_text("")
     old = time.time() - 2 * cpu_kernels.STALE_LOCK_S
     os.utime(lock, (old, old))
     results: list[bool] = []
-    attempt = threading.Thread(target=lambda: results.append(cpu_kernels.load.__wrapped__()), daemon=True)
+    attempt = threading.Thread(target=lambda: results.append(cpu_kernels._build.__wrapped__()), daemon=True)
     attempt.start()
     attempt.join(timeout=120)  # without the removal torch would wait on the lock forever
     assert results == [True]
     assert not lock.exists() and "stale kernel build lock" in caplog.text
+

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ragjet.hardware import cpu_policy
 from ragjet.llm.layers.attention import Attention, AttentionMetadata, paged_attention, uncached_metadata
 from ragjet.llm.layers.linear import (
     Int4WeightOnlyLinear,
@@ -32,6 +33,9 @@ from ragjet.llm.layers.prefill_linear import (
 )
 from ragjet.llm.loaders import load_model
 from ragjet.llm.quantize import auto_quantization, compute_dtype, quantize_model
+
+
+LLM_DTYPE, DENSE_DTYPE = cpu_policy().llm_dtype, cpu_policy().dense_dtype  # this host's (or a narrowed run's)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -150,11 +154,11 @@ def test_int8_replaces_every_linear_and_keeps_the_tied_embedding_tied(tiny: nn.M
     # One int8 table serves both ends of the model.
     assert isinstance(model.lm_head, Int8WeightOnlyLinear) and isinstance(model.model.embed_tokens, Int8Embedding)
     assert model.model.embed_tokens.weight is model.lm_head.weight and model.lm_head.weight.dtype == torch.int8
-    # CPU computes in bf16 (the fast int8 kernel's input dtype); norms follow.
-    assert model.model.norm.weight.dtype == torch.bfloat16 and model.lm_head.scales.dtype == torch.bfloat16
+    # CPU computes in the policy's dtype (bf16 where the int8 kernel is vectorised); norms follow.
+    assert model.model.norm.weight.dtype == LLM_DTYPE and model.lm_head.scales.dtype == LLM_DTYPE
     ids = torch.tensor([3, 17, 399])
     rows = model.model.embed_tokens(ids)
-    assert rows.shape == (3, 64) and rows.dtype == torch.bfloat16
+    assert rows.shape == (3, 64) and rows.dtype == LLM_DTYPE
     assert relative_error(rows, tiny.model.embed_tokens.weight[ids]) < 0.02
 
 
@@ -169,7 +173,7 @@ def test_int8_tiny_model_logits_close_and_greedy_mostly_identical(
     if arch == "qwen2":
         tiny = load_model(str(tiny_model_dirs[arch]), device="cpu", dtype=torch.float32).model
     model = quantize_model(copy.deepcopy(tiny), "int8")
-    assert compute_dtype(tiny) == torch.float32 and compute_dtype(model) == torch.bfloat16
+    assert compute_dtype(tiny) == torch.float32 and compute_dtype(model) == LLM_DTYPE
     assert isinstance(model.lm_head, Int8WeightOnlyLinear)
     embed_type = Int8Embedding if arch == "tied-llama" else nn.Embedding
     assert type(model.model.embed_tokens) is embed_type
@@ -195,7 +199,7 @@ def test_int4_quantises_the_layers_keeps_an_int8_tied_head_and_stays_close(
         layer.mlp.down_proj, Int4WeightOnlyLinear
     )
     assert isinstance(model.lm_head, Int8WeightOnlyLinear) and model.model.embed_tokens.weight is model.lm_head.weight
-    assert compute_dtype(model) == torch.bfloat16
+    assert compute_dtype(model) == LLM_DTYPE
     ids = list(range(1, 120))
     expected, logits = full_logits(tiny, ids), full_logits(model, ids)
     kl = F.kl_div(logits.log_softmax(-1), expected.log_softmax(-1), log_target=True, reduction="batchmean")
@@ -223,10 +227,12 @@ def test_dense_prefill_uses_the_dense_weight_for_many_tokens_and_the_quantised_o
     ]
     with torch.inference_mode():
         for layer, weight, bias, quantised in cases:
-            many = torch.randn(layer.min_rows, weight.shape[1]).bfloat16()
-            dense_bias = None if bias is None else bias.bfloat16()
-            # Exactly the dense bf16 product (no rounding of weights), up to the GEMM's summation order.
-            torch.testing.assert_close(layer(many), F.linear(many, weight.bfloat16(), dense_bias))
+            many = torch.randn(layer.min_rows, weight.shape[1]).to(LLM_DTYPE)
+            dense_bias = None if bias is None else bias.to(DENSE_DTYPE)
+            # Exactly the dense product in the policy's dense dtype (no rounding of weights), up to the GEMM's
+            # summation order, rounded back to the compute dtype.
+            expected = F.linear(many.to(DENSE_DTYPE), weight.to(DENSE_DTYPE), dense_bias).to(LLM_DTYPE)
+            torch.testing.assert_close(layer(many), expected)
             few = many[: layer.min_rows - 1]
             torch.testing.assert_close(layer(few), quantised(few), rtol=0, atol=0)
     ids = list(range(1, 120))  # one prefill step of 119 tokens: dense layers, closer to fp32 than int-only
@@ -236,10 +242,11 @@ def test_dense_prefill_uses_the_dense_weight_for_many_tokens_and_the_quantised_o
     )
 
 
-def test_a_dense_weight_is_prepacked_for_onednn_in_bf16_on_the_cpu_only() -> None:
-    weight = torch.randn(48, 32)
-    packed, plain = DenseWeight(weight.bfloat16(), None), DenseWeight(weight, None)
-    assert packed.prepacked == torch.backends.mkldnn.is_available() and not plain.prepacked
+def test_a_dense_weight_is_prepacked_for_onednn_in_bf16_where_the_policy_says_so() -> None:
+    """Where bf16 GEMMs are native; elsewhere (an AVX2 CPU) oneDNN's bf16 reorder raises, so it is never asked."""
+    weight, prepack = torch.randn(48, 32), cpu_policy().prepack_dense
+    packed, plain = DenseWeight(weight.bfloat16(), None, prepack), DenseWeight(weight, None, prepack)
+    assert packed.prepacked == prepack and not plain.prepacked
     x = torch.randn(5, 32)
     torch.testing.assert_close(plain(x), F.linear(x, weight), rtol=0, atol=0)
     torch.testing.assert_close(packed(x.bfloat16()), F.linear(x.bfloat16(), weight.bfloat16()))
@@ -264,9 +271,10 @@ def test_auto_serves_int4_for_a_q4_1_gguf_on_the_cpu_only(
     tiny_llama_dir: Path, gguf_writer: Callable[..., Path], tmp_path: Path
 ) -> None:
     path = gguf_writer(tiny_llama_dir, tmp_path / "q4_1.gguf", as_q4_1)
-    assert auto_quantization(torch.device("cpu"), path) == "int4"
+    vectorised = cpu_policy().weight_only_kernels  # scalar weight-only kernels (generic): dense fp32 instead
+    assert auto_quantization(torch.device("cpu"), path) == ("int4" if vectorised else "none")
     assert auto_quantization(torch.device("cuda"), path) == "none"
-    assert auto_quantization(torch.device("cpu"), tiny_llama_dir) == "int8"  # HF directory
+    assert auto_quantization(torch.device("cpu"), tiny_llama_dir) == ("int8" if vectorised else "none")  # HF dir
     fp32 = load_model(str(path), cache_dir=tmp_path).model
     model = quantize_model(copy.deepcopy(fp32), "int4")
     for ours, theirs in zip(model.model.layers, fp32.model.layers, strict=True):  # the file's grid, held exactly

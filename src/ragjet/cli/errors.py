@@ -16,9 +16,10 @@ err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, howev
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Bad names, options, paths, models or datasets, too long a prompt, overload, a deadline, a server that
-    cannot be reached: not bugs."""
+    cannot be reached, a setting this CPU cannot run: not bugs."""
     import httpx
 
+    from ragjet.hardware import CapabilityError
     from ragjet.llm.backends import BackendError
     from ragjet.llm.engine.errors import EngineOverloadedError
     from ragjet.models import ModelNotFoundError
@@ -26,7 +27,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ragjet.store import CollectionError
 
     return (ConfigError, CollectionError, ModelNotFoundError, EngineOverloadedError, DeadlineExceededError,
-            BackendError, httpx.HTTPError, ValueError)  # fmt: skip
+            BackendError, CapabilityError, httpx.HTTPError, ValueError)  # fmt: skip
 
 
 @contextmanager

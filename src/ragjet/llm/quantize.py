@@ -11,16 +11,18 @@ Modes:
         the embedding at 8 bits. ``auto_quantization`` picks it for GGUF files whose layer weights are
         all Q4_1, which int4 groups represent exactly: it costs no accuracy against the file itself.
 
-Compute dtype for int8: bf16 on CPU whatever the loaded dtype, because the fused int8 kernel is only
-fast for bf16 inputs (fp32 inputs take a reference loop ~20x slower than the bf16 one); on other devices
-the loaded dtype (bf16/fp16 on CUDA). Measured on SmolLM2-135M (see the tests and the bench notes): the
-bf16 activations cost more accuracy than the int8 weights do.
+Compute dtype for int8/int4 on the CPU: the hardware policy's ``llm_dtype`` whatever the loaded dtype, bf16
+wherever the weight-only kernels are vectorised (AVX2 and AVX-512: they widen bf16 in registers, while fp32
+inputs take a reference loop ~20x slower); on other devices the loaded dtype (bf16/fp16 on CUDA). Measured on
+SmolLM2-135M (see the tests and the bench notes): the bf16 activations cost more accuracy than the int8
+weights do. Where the kernels are scalar (the generic level) ``auto`` does not quantise at all.
 
 Dense prefill (``dense_prefill=True``, the CPU default through ``llm.dense_prefill``): each quantised
-linear, the LM head included, also keeps a dense copy of its weight in the compute dtype (prepacked for
-oneDNN on the CPU) and uses it for steps of many rows (``PrefillDenseLinear``): the weight-only kernels
-are fast for decode's few rows but several times slower than a dense bf16 GEMM for a prefill or a large
-decode batch. It costs 2 bytes a parameter of memory.
+linear, the LM head included, also keeps a dense copy of its weight and uses it for steps of many rows
+(``PrefillDenseLinear``): the weight-only kernels are fast for decode's few rows but several times slower
+than a dense GEMM for a prefill or a large decode batch. The copy is in the policy's ``dense_dtype``: bf16
+prepacked for oneDNN where bf16 GEMMs are native (2 bytes a parameter), fp32 elsewhere (4 bytes a
+parameter; an AVX2 CPU's bf16 GEMM is emulated and ~10x slower than its fp32 one).
 
 With tied embeddings the LM head is quantised from the embedding table and the embedding then reads
 its rows from the same int8 table (``Int8Embedding``), so the two stay one tensor.
@@ -34,6 +36,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from ragjet.hardware import cpu_policy
 from ragjet.llm.layers.linear import INT4_GROUP_SIZE, Int4WeightOnlyLinear, Int8Embedding, Int8WeightOnlyLinear
 from ragjet.llm.layers.prefill_linear import LM_HEAD_DENSE_MIN_ROWS, PrefillDenseLinear
 from ragjet.llm.loaders.gguf import is_gguf, layer_weight_types
@@ -44,16 +47,17 @@ QUANTIZATION_MODES: tuple[str, ...] = get_args(QuantizationMode)
 
 def int8_compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     """The activation dtype an int8 model on ``device`` loaded as ``dtype`` computes in."""
-    return torch.bfloat16 if device.type == "cpu" else dtype
+    return cpu_policy().llm_dtype if device.type == "cpu" else dtype
 
 
 def auto_quantization(device: torch.device, source: Path) -> QuantizationMode:
     """What ``quantization = "auto"`` serves for weights loaded from ``source`` onto ``device``.
 
-    None (the loaded bf16/fp16) off the CPU; on the CPU int4 for a GGUF file whose layer matrices are
-    all Q4_1 (int4 groups hold them exactly, and read half the bytes of int8), int8 otherwise.
+    None (the loaded bf16/fp16) off the CPU, and on a CPU whose weight-only kernels are scalar loops (dense
+    fp32 BLAS is faster there); on other CPUs int4 for a GGUF file whose layer matrices are all Q4_1 (int4
+    groups hold them exactly, and read half the bytes of int8), int8 otherwise.
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or not cpu_policy().weight_only_kernels:
         return "none"
     if source.is_file() and is_gguf(source) and layer_weight_types(source) == {"Q4_1"}:
         return "int4"
@@ -94,14 +98,18 @@ def quantize_model(model: nn.Module, mode: QuantizationMode, dense_prefill: bool
 
 def _quantize(model: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
     installed = _install_int8_head(model, dtype)  # before the layers are replaced, so the head stays int8
-    _replace_linears(model, dtype, mode, dense_prefill)
-    if installed is not None and dense_prefill:
-        head, weight = installed
-        dense = weight.detach().to(dtype)
-        model.lm_head = PrefillDenseLinear(head, dense, head.bias, min_rows=LM_HEAD_DENSE_MIN_ROWS)
-    # Norms, the untied embedding, scales and biases; int8/int4 tensors and (already in dtype) dense copies are
-    # left alone.
+    replaced = _replace_linears(model, dtype, mode)
+    # Norms, the untied embedding, scales and biases; int8/int4 tensors are left alone. Dense copies are made
+    # after this, in their own dtype, which need not be the compute dtype.
     model.to(dtype)
+    if not dense_prefill:
+        return
+    for parent, name, linear in replaced:
+        quantized = getattr(parent, name)
+        setattr(parent, name, PrefillDenseLinear(quantized, linear.weight, linear.bias))
+    if installed is not None:
+        head, weight = installed
+        model.lm_head = PrefillDenseLinear(head, weight, head.bias, min_rows=LM_HEAD_DENSE_MIN_ROWS)
 
 
 def _install_int8_head(model: nn.Module, dtype: torch.dtype) -> tuple[Int8WeightOnlyLinear, torch.Tensor] | None:
@@ -119,16 +127,21 @@ def _install_int8_head(model: nn.Module, dtype: torch.dtype) -> tuple[Int8Weight
     return head, weight
 
 
-def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode, dense_prefill: bool) -> None:
+Replaced = list[tuple[nn.Module, str, nn.Linear]]
+
+
+def _replace_linears(module: nn.Module, dtype: torch.dtype, mode: QuantizationMode) -> Replaced:
+    """Swap every nn.Linear under ``module`` for its quantised form; returns (parent, name, float linear) each."""
+    replaced: Replaced = []
     for name, child in module.named_children():
         if not isinstance(child, nn.Linear):
-            _replace_linears(child, dtype, mode, dense_prefill)
+            replaced += _replace_linears(child, dtype, mode)
             continue
         quantized: nn.Module
         if mode == "int4" and child.in_features % INT4_GROUP_SIZE == 0:
             quantized = Int4WeightOnlyLinear.from_float(child.weight, child.bias, dtype)
         else:
             quantized = Int8WeightOnlyLinear.from_float(child.weight, child.bias, dtype)
-        if dense_prefill:
-            quantized = PrefillDenseLinear(quantized, child.weight.detach().to(dtype), getattr(quantized, "bias", None))
         setattr(module, name, quantized)
+        replaced.append((module, name, child))
+    return replaced

@@ -116,6 +116,8 @@ def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
     from ragjet.llm.quantize import auto_quantization, quantize_model
 
     is_twin = device.type == "cpu" and pick_device(settings.device).type == "cuda"
+    if device.type == "cpu" and not is_twin:
+        _check_cpu_dtype(settings)
     dtype = default_dtype(device, "auto" if is_twin else settings.dtype)
     loaded = load_model(settings.model, device=device, dtype=dtype)
     mode = settings.quantization
@@ -134,6 +136,17 @@ def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
         cpu_kernels=settings.cpu_kernels,
     )
     return LLMEngine(loaded, config)
+
+
+def _check_cpu_dtype(settings: LLMSettings) -> None:
+    """A CPU model computing in bf16 without weight-only layers runs dense bf16 GEMMs: refused, before loading
+    anything, where the CPU only emulates them. (Quantised layers in bf16 are what `auto` picks on AVX2.)"""
+    from ragjet.hardware import require_bf16_gemm
+
+    if settings.quantization == "bf16":
+        require_bf16_gemm("llm.quantization = 'bf16'")
+    elif settings.dtype == "bfloat16" and settings.quantization == "none":
+        require_bf16_gemm("llm.dtype = 'bfloat16' with llm.quantization = 'none'")
 
 
 async def _tagged(deltas: AsyncGenerator[TextDelta, None], reason: str) -> AsyncGenerator[TextDelta, None]:

@@ -33,8 +33,8 @@ class ModelRunner:
         block_size = config.block_size
         self.device = next(loaded.model.parameters()).device
         self.dtype = compute_dtype(loaded.model)
-        if config.cpu_kernels and self.device.type == "cpu" and self.dtype == torch.bfloat16:
-            cpu_kernels.load()  # the layers use them from now on; a failed build leaves the torch paths
+        if config.cpu_kernels and self.device.type == "cpu":
+            cpu_kernels.load(self.dtype)  # the layers use them from now on; a failed build leaves the torch paths
         self.layers = [m for m in loaded.model.modules() if isinstance(m, Attention)]
         cfg = loaded.config
         bytes_per_block = 2 * len(self.layers) * block_size * cfg.num_kv_heads * cfg.head_dim * self.dtype.itemsize

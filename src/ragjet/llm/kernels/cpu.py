@@ -1,12 +1,17 @@
 """Builds and loads ragjet's fused CPU kernels (cpu_kernels.cpp) as ``torch.ops.ragjet_cpu``.
 
-They are compiled on first use with the machine's C++ compiler and ninja (``-O3 -march=native``, 15-30 s on 2
-cores) into a cache keyed by the source, flags, torch version and CPU, so later starts load them in well under
-a second. Without a compiler, or when the build fails, ``load`` logs why once and returns False: the
-layers then take their pure-torch paths, which compute the same thing more slowly.
+They are compiled on first use with the machine's C++ compiler and ninja (15-30 s on 2 cores), for the ISA
+level the hardware policy picked (``-march=x86-64-v3`` for AVX2, ``x86-64-v4`` for AVX-512, baseline flags
+for generic and non-x86 hosts; never ``-march=native``), into a cache keyed by that level, the source, the
+flags and the torch version. Each level has its own build, so a cache shared by several hosts never hands an
+AVX-512 build to an AVX2 CPU; later starts load a cached build in well under a second. Without a compiler,
+or when the build fails, ``load`` logs why once and returns False: the layers then take their pure-torch
+paths, which compute the same thing more slowly. ``status()`` says which happened (``ragjet doctor``).
 
-The engine loads them when it starts on the CPU (``EngineConfig.cpu_kernels``); layers only ask
-``usable(x)``, which never builds, so a model used outside an engine never triggers a build mid-forward.
+The engine loads them when it starts on the CPU (``EngineConfig.cpu_kernels``) and enables them for its
+compute dtype; layers only ask ``usable(x)``, which never builds, so a model used outside an engine never
+triggers a build mid-forward, and an fp32 model (the exactness reference) keeps the torch paths unless an
+fp32 engine asked for them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import functools
 import hashlib
 import logging
 import os
-import platform
 import shutil
 import time
 import warnings
@@ -23,14 +27,17 @@ from pathlib import Path
 
 import torch
 
+from ragjet.hardware import cpu_policy
+
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
-# gcc keeps AVX-512 code to 256-bit vectors unless told otherwise (an x86 flag); the kernels' loops want the full
-# width.
-X86_FLAGS = ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else []
-CFLAGS = ["-O3", "-march=native", *X86_FLAGS, "-fopenmp"]
+KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 STALE_LOCK_S = 600.0  # a build takes well under a minute
-_state = {"loaded": False}
+_state: dict[str, object] = {"loaded": False, "dtypes": frozenset(), "status": "not loaded"}
+
+
+def cflags() -> list[str]:
+    return ["-O3", *cpu_policy().kernel_flags, "-fopenmp"]
 
 
 def cache_dir() -> Path:
@@ -40,28 +47,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ragjet" / "kernels"
 
 
-def _build_key() -> str:
-    cpu = next((line for line in _cpuinfo() if line.startswith("flags")), platform.machine())
-    parts = (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(), cpu.encode())
-    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+def build_directory() -> Path:
+    """This level's build: <cache>/<isa>-<digest of source, flags and torch version>."""
+    parts = (SOURCE.read_bytes(), " ".join(cflags()).encode(), torch.__version__.encode())
+    digest = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    return cache_dir() / f"{cpu_policy().isa}-{digest}"
 
 
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
+def load(dtype: torch.dtype = torch.bfloat16) -> bool:
+    """Compile (first time) and load the kernels, and let layers use them on ``dtype`` tensors; False, with
+    the reason logged, when they cannot be."""
+    if dtype not in KERNEL_DTYPES or not _build():
+        return False
+    _state["dtypes"] = frozenset({*_state["dtypes"], dtype})  # type: ignore[misc]
+    return True
 
 
 @functools.cache
-def load() -> bool:
-    """Compile (first time) and load the kernels; False, with the reason logged, when they cannot be."""
-    if shutil.which(os.environ.get("CXX", "c++")) is None or shutil.which("ninja") is None:
-        log.warning("no C++ compiler or no ninja found: the LLM runs without its fused CPU kernels (slower decode)")
-        return False
+def _build() -> bool:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None or shutil.which("ninja") is None:
+        missing = f"C++ compiler ({compiler})" if shutil.which(compiler) is None else "ninja"
+        return _failed(f"no {missing} found", "the LLM runs without its fused CPU kernels (slower decode)")
     from torch.utils.cpp_extension import load as build
 
-    directory = cache_dir() / _build_key()
+    directory = build_directory()
+    cached = directory.is_dir() and any(directory.glob("*.so"))
+    started = time.perf_counter()
     try:
         directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk lands in the except below
         _remove_stale_lock(directory)
@@ -70,16 +82,23 @@ def load() -> bool:
             build(
                 name="ragjet_cpu_kernels",
                 sources=[str(SOURCE)],
-                extra_cflags=CFLAGS,
+                extra_cflags=cflags(),
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(directory),
                 is_python_module=False,
             )
     except Exception as exc:  # noqa: BLE001 (any build failure leaves the torch paths, which are correct)
-        log.warning("building the fused CPU kernels failed, the LLM runs without them: %s", exc)
-        return False
-    _state["loaded"] = True
+        return _failed(f"build failed: {exc}", "the LLM runs without them")
+    how = "cached" if cached else f"built in {time.perf_counter() - started:.0f} s"
+    _state.update(loaded=True, status=f"{how} for {cpu_policy().isa} ({directory})")
+    log.info("fused CPU kernels %s", _state["status"])
     return True
+
+
+def _failed(reason: str, consequence: str) -> bool:
+    _state["status"] = f"unavailable: {reason}"
+    log.warning("fused CPU kernels: %s; %s", reason, consequence)
+    return False
 
 
 def _remove_stale_lock(directory: Path) -> None:
@@ -93,10 +112,15 @@ def _remove_stale_lock(directory: Path) -> None:
 
 def loaded() -> bool:
     """Whether ``load`` has succeeded in this process (never builds)."""
-    return _state["loaded"]
+    return bool(_state["loaded"])
+
+
+def status() -> str:
+    """What became of the kernels in this process: not loaded, cached / built (for which level), or why not."""
+    return str(_state["status"])
 
 
 def usable(x: torch.Tensor) -> bool:
-    """Whether a layer should run its fused kernel on ``x``: loaded, a CPU tensor, bf16 (the CPU serving
-    dtype; fp32, the exactness reference against transformers, keeps the torch paths)."""
-    return _state["loaded"] and x.device.type == "cpu" and x.dtype == torch.bfloat16
+    """Whether a layer should run its fused kernel on ``x``: loaded, a CPU tensor, of a dtype an engine
+    enabled them for."""
+    return bool(_state["loaded"]) and x.device.type == "cpu" and x.dtype in _state["dtypes"]  # type: ignore[operator]

@@ -3,7 +3,9 @@
 // A small model's decode step on the CPU is bound by per-op overhead and by memory passes, not FLOPs:
 // an RMSNorm is eight torch ops, RoPE four, and paged attention first copies every sequence's keys and
 // values out of the block pool and then reads the copies again. Each kernel here is one pass over its
-// data, math in fp32, one rounding to the tensor's dtype at the end. Tensors are bf16 or fp32.
+// data, math in fp32, one rounding to the tensor's dtype at the end. Tensors are bf16 or fp32. The one
+// hand-vectorised loop (paged attention's key scores) has an AVX-512 and an AVX2+FMA form, chosen by the
+// build's level (kernels/cpu.py); a generic build runs the scalar / `omp simd` loops, which compute the same.
 // (SiLU-and-mul is not here: torch's two vectorised ops beat a fused loop without a vector exp.)
 
 #include <ATen/ATen.h>
@@ -11,7 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 #include <cmath>
@@ -21,7 +23,7 @@
 
 namespace {
 
-// Row converters and exp written so that gcc vectorises them (-O3 -march=native): c10::BFloat16's own
+// Row converters and exp written so that gcc vectorises them (-O3 and the level's -march): c10::BFloat16's own
 // conversions check for NaN per element, which keeps loops scalar. The float -> bf16 rounding is
 // round-to-nearest-even; a NaN stays a NaN unless its payload sits only in the low 16 bits.
 inline void load_row(const float* src, float* dst, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
@@ -87,6 +89,15 @@ inline __m512 sum16(const __m512* v) {
                                    _mm512_shuffle_f32x4(quads[2], quads[3], 0xEE));
   return _mm512_add_ps(_mm512_shuffle_f32x4(h01, h23, 0x88),   // lanes 0,2 | 0,2
                        _mm512_shuffle_f32x4(h01, h23, 0xDD));  // lanes 1,3 | 1,3
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+// v[0..7] -> one vector whose element i is the sum of v[i]'s 8 elements: two rounds of horizontal adds leave,
+// in each 128-bit lane, the partial sums of four vectors over that lane; the two lanes are then added.
+inline __m256 sum8(const __m256* v) {
+  const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),   // low lanes: s0123 | s4567
+                       _mm256_permute2f128_ps(s0123, s4567, 0x31));  // high lanes
 }
 #endif
 
@@ -208,6 +219,32 @@ void paged_attention_kernel(const T* q, int64_t q_token_stride, int64_t q_head_s
             }
             _mm512_mask_storeu_ps(scores.data() + r * len + t, static_cast<__mmask16>((1u << count) - 1),
                                   sum16(products));
+          }
+        }
+      }
+#elif defined(__AVX2__) && defined(__FMA__)
+      if constexpr (DIM > 0 && DIM % 8 == 0) {
+        // The AVX2 form of the loop above: eight keys at a time, reduced by sum8, the last group padded with
+        // zero keys for the same reason.
+        for (; t < len; t += 8) {
+          const int64_t count = std::min<int64_t>(8, len - t);
+          for (int64_t u = 0; u < count; ++u)
+            load_row(k_cache + (slots[t + u] * kv_heads + h0) * dim, keys.data() + u * run_width, run_width);
+          std::fill(keys.begin() + count * run_width, keys.begin() + 8 * run_width, 0.f);
+          for (int64_t r = 0; r < n; ++r) {
+            const float* qr = qf.data() + r * dim;
+            const float* kr = keys.data() + kv_offset[r];
+            __m256 products[8];
+            for (int64_t u = 0; u < 8; ++u) {
+              const float* ku = kr + u * run_width;
+              __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qr), _mm256_loadu_ps(ku));
+              for (int64_t c = 8; c < DIM; c += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + c), _mm256_loadu_ps(ku + c), acc);
+              products[u] = acc;
+            }
+            alignas(32) float sums[8];
+            _mm256_store_ps(sums, sum8(products));
+            std::copy(sums, sums + count, scores.data() + r * len + t);
           }
         }
       }
