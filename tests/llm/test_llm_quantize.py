@@ -34,7 +34,6 @@ from ragjet.llm.layers.prefill_linear import (
 from ragjet.llm.loaders import load_model
 from ragjet.llm.quantize import auto_quantization, compute_dtype, quantize_model
 
-
 LLM_DTYPE, DENSE_DTYPE = cpu_policy().llm_dtype, cpu_policy().dense_dtype  # this host's (or a narrowed run's)
 
 
