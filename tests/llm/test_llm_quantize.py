@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ragjet.hardware import cpu_policy
 from ragjet.llm.layers.attention import Attention, AttentionMetadata, paged_attention, uncached_metadata
@@ -404,6 +405,7 @@ def test_a_step_of_every_kind_of_sequence_attends_as_dense_attention(dtype: torc
     meta = AttentionMetadata(
         q_lens, torch.tensor(context_lens), torch.tensor(new_slots), tables, [True, False, False, False]
     )
-    out = attn(q, k, v, meta)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # a silent fall to SDPA's math path (~10x slower) fails here
+        out = attn(q, k, v, meta)
     assert meta.plan is not None and len(meta.plan.fresh_spans) == 1 and len(meta.plan.pool_parts) == 2
     assert_dense(out, q, attn.k_cache, attn.v_cache, tables, q_lens, context_lens)

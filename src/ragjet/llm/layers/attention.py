@@ -102,11 +102,16 @@ def _pool_part(meta: AttentionMetadata, chosen: list[int], starts: list[int]) ->
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """One sequence's tokens attending causally to each other: q (L, Hq, D), k and v (L, Hkv, D) -> (L, Hq, D)."""
+    """One sequence's tokens attending causally to each other: q (L, Hq, D), k and v (L, Hkv, D) -> (L, Hq, D).
+
+    The inputs get a batch axis: CPU SDPA takes its flash kernel for 4-D tensors only and the math path (full
+    score matrices) for 3-D ones, ~10x slower for a 500-token prompt.
+    """
     out = F.scaled_dot_product_attention(
-        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True, scale=scale, enable_gqa=True
-    )  # (Hq, L, D)
-    return out.transpose(0, 1)
+        q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+        is_causal=True, scale=scale, enable_gqa=True,
+    )  # (1, Hq, L, D)  # fmt: skip
+    return out[0].transpose(0, 1)
 
 
 def _padded_query_index(q_lens: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
