@@ -15,9 +15,15 @@ AVX2_FLAGS = "fpu sse2 sse4_2 avx avx2 fma f16c bmi2"
 AVX512_FLAGS = AVX2_FLAGS + " avx512f avx512bw avx512vl avx512dq avx512_bf16"
 
 
-def fake_cpu(monkeypatch: pytest.MonkeyPatch, flags: str, machine: str = "x86_64", key: str = "flags") -> None:
+def fake_cpu(
+    monkeypatch: pytest.MonkeyPatch, flags: str, machine: str = "x86_64", key: str = "flags", torch_reads: str = ""
+) -> None:
+    """A CPU whose /proc/cpuinfo lists `flags` and whose CPUID torch reads as `torch_reads` (default: the widest
+    level the flags name)."""
     monkeypatch.setattr(hardware, "_cpuinfo", lambda: {"model name": "Test CPU", key: flags})
     monkeypatch.setattr(hardware.platform, "machine", lambda: machine)
+    level = torch_reads or ("AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "DEFAULT")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: level)
 
 
 def a_host(isa: str, onednn_bf16: bool, machine: str = "x86_64") -> Host:
@@ -33,6 +39,16 @@ def test_the_widest_level_the_flags_allow_is_detected(monkeypatch: pytest.Monkey
     assert detect_host().detected_isa == "avx512"
     fake_cpu(monkeypatch, "fpu sse2 avx")  # AVX without AVX2 (Sandy Bridge)
     assert detect_host().detected_isa == "generic"
+
+
+def test_a_cpu_that_executes_less_than_its_cpuinfo_lists_gets_the_narrower_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """qemu-user -cpu Haswell shows the host's /proc/cpuinfo (AVX-512) while torch's CPUID reading says AVX2."""
+    fake_cpu(monkeypatch, AVX512_FLAGS, torch_reads="AVX2")
+    assert detect_host().detected_isa == "avx2"
+    with pytest.raises(CapabilityError, match="avx512 as torch reads the CPU"):
+        detect_host("avx512")
 
 
 def test_aarch64_is_generic_and_builds_without_x86_flags(monkeypatch: pytest.MonkeyPatch) -> None:

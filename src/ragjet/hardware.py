@@ -13,8 +13,9 @@ ISA levels, narrowest first:
     ``avx512``: AVX-512 F/BW/VL/DQ (x86-64-v4: Skylake-X and later, AMD Zen 4/5).
 
 ``RAGJET_CPU_ISA=avx2|avx512|generic`` forces a level no wider than the host's: tests run every path's
-parity checks on any machine with it. It narrows ragjet's own choices only; ``ATEN_CPU_CAPABILITY`` and
-``ONEDNN_MAX_CPU_ISA`` narrow torch's and oneDNN's kernels (set all three to mimic a smaller CPU).
+parity checks on any machine with it. It narrows ragjet's own choices only; ``ATEN_CPU_CAPABILITY``,
+``ONEDNN_MAX_CPU_ISA`` and ``MKL_ENABLE_INSTRUCTIONS`` narrow torch's, oneDNN's and MKL's kernels (set all four
+to mimic a smaller CPU: tests/support/isa.py).
 """
 
 from __future__ import annotations
@@ -106,10 +107,18 @@ def _is_x86(machine: str) -> bool:
     return machine.lower() in ("x86_64", "amd64")
 
 
-def _widest_isa(machine: str, flags: frozenset[str]) -> Isa:
+_TORCH_LEVELS: dict[str, Isa] = {"AVX512": "avx512", "AVX2": "avx2"}  # anything else (DEFAULT, SVE256): generic
+
+
+def _widest_isa(machine: str, flags: frozenset[str], torch_capability: str) -> Isa:
+    """The narrower of what /proc/cpuinfo lists and what torch read from CPUID: under an emulator or some
+    hypervisors /proc/cpuinfo shows the host's flags while the CPU that runs the code has fewer (seen under
+    qemu-user: AVX-512 listed, AVX2 executed), and ATEN_CPU_CAPABILITY narrows torch's reading on purpose."""
     if not _is_x86(machine):
         return "generic"
-    return next(isa for isa in reversed(ISAS) if _REQUIRED_FLAGS[isa] <= flags)
+    listed = next(isa for isa in reversed(ISAS) if _REQUIRED_FLAGS[isa] <= flags)
+    executed = _TORCH_LEVELS.get(torch_capability, "generic")
+    return min(listed, executed, key=ISAS.index)
 
 
 def _memory_gib() -> float:
@@ -136,7 +145,8 @@ def detect_host(forced_isa: str | None = None) -> Host:
     """
     info = _cpuinfo()
     flags, machine = _cpu_flags(info), platform.machine()
-    detected = _widest_isa(machine, flags)
+    torch_capability = torch.backends.cpu.get_cpu_capability()
+    detected = _widest_isa(machine, flags, torch_capability)
     isa = detected
     if forced_isa:
         if forced_isa not in ISAS:
@@ -144,6 +154,7 @@ def detect_host(forced_isa: str | None = None) -> Host:
         isa = forced_isa  # type: ignore[assignment]
         if ISAS.index(isa) > ISAS.index(detected):
             missing = " ".join(sorted(_REQUIRED_FLAGS[isa] - flags))
+            missing = missing or f"{isa} as torch reads the CPU ({torch_capability})"
             if not _is_x86(machine):
                 missing = f"an x86-64 CPU (this is {machine})"
             raise CapabilityError(
@@ -157,7 +168,7 @@ def detect_host(forced_isa: str | None = None) -> Host:
         flags=tuple(f for f in REPORTED_FLAGS if f in flags),
         detected_isa=detected,
         isa=isa,
-        torch_capability=torch.backends.cpu.get_cpu_capability(),
+        torch_capability=torch_capability,
         onednn_bf16=isa == "avx512" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
         cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         memory_gib=_memory_gib(),

@@ -52,6 +52,7 @@ ROUTES = [
     ("GET", f"/v1/collections/{COLLECTION}/documents", None),
     ("DELETE", f"/v1/collections/{COLLECTION}", None),
     ("GET", "/v1/review", None),
+    ("GET", "/v1/system", None),
 ]
 
 
@@ -96,6 +97,26 @@ def test_review_items_stay_with_their_tenant(server: LiveServer, keys: dict[str,
         assert globex.get(f"/v1/review/{item_id}").status_code == 404
         assert globex.post(f"/v1/review/{item_id}/resolve", json={"answer": "hijacked"}).status_code == 404
         assert acme.get(f"/v1/review/{item_id}").json()["status"] == "pending"
+
+
+def test_a_key_reads_the_system_report_of_this_process(server: LiveServer, keys: dict[str, str]) -> None:
+    """What `ragjet doctor` prints, for the server's own process: its host and policy, and what its engine's start
+    did with the fused kernels (the request never builds them)."""
+    from ragjet.hardware import cpu_policy, host
+    from ragjet.llm.kernels import cpu as cpu_kernels
+
+    with client(server, keys["acme"]) as http:
+        response = http.get("/v1/system")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["host"]["cpu_model"] == host().cpu_model and report["host"]["isa"] == host().isa
+    policy = cpu_policy()
+    assert report["policy"]["isa"] == policy.isa and report["policy"]["reasons"] == policy.reasons
+    assert report["policy"]["llm_dtype"] == str(policy.llm_dtype).removeprefix("torch.")
+    engine = report["engine"]
+    assert engine["device"] == "cpu" and engine["model_path"] == server.settings.llm.model
+    assert engine["kernels"] == cpu_kernels.status() != "not loaded"  # the server runs in this process
+    assert report["data_dir"]["path"] == str(server.settings.data_dir) and report["data_dir"]["exists"] is True
 
 
 def test_revoked_keys_stop_working(server: LiveServer) -> None:

@@ -8,10 +8,10 @@ import pytest
 
 from ragjet.hardware import ISA_ENV, ISAS, host
 
-# What narrows torch's own kernels and oneDNN's to each level, beside ragjet's policy (RAGJET_CPU_ISA).
+# What narrows torch's own kernels, oneDNN's and MKL's to each level, beside ragjet's policy (RAGJET_CPU_ISA).
 _TORCH_ENV = {
-    "generic": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "generic": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "avx512": {},
 }
 

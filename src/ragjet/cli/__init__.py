@@ -22,6 +22,7 @@ from ragjet.cli import (
     bench,  # noqa: E402,F401
     collections,  # noqa: E402,F401
     demo,  # noqa: E402,F401
+    doctor,  # noqa: E402,F401
     eval,  # noqa: E402,F401
     generate,  # noqa: E402,F401
     ingest,  # noqa: E402,F401

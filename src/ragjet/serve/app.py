@@ -20,7 +20,7 @@ from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.auth import Gatekeeper, KeyStore
 from ragjet.serve.errors import install_error_handlers
 from ragjet.serve.limits import ArrivalStamp, BodySizeLimit, RateLimiter
-from ragjet.serve.routes import collections, health, openai, review, search
+from ragjet.serve.routes import collections, health, openai, review, search, system
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -52,7 +52,7 @@ def create_app(
     app.state.metrics.registry.register(EngineCollector(pipeline.engine_stats))
     app.state.metrics.registry.register(GpuCollector())
     install_error_handlers(app)
-    for module in (openai, search, collections, review, health):
+    for module in (openai, search, collections, review, system, health):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
