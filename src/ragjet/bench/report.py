@@ -1,8 +1,9 @@
 """Benchmark results: one row type, a markdown table per suite, and machine-readable history.
 
 Every suite returns ``BenchRow``s measured in the same run as its peer, so the ratio is honest.
-``write_suite`` replaces that suite's section in docs/benchmarks.md and appends the rows to
-docs/benchmarks.json, which keeps the history for regression tracking.
+``write_suite`` replaces that suite's section for this host (CPU model and ISA level) in docs/benchmarks.md,
+leaving other hosts' sections beside it, and appends the rows to docs/benchmarks.json, which keeps the history
+for regression tracking.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from ragjet.hardware import ISA_ENV, host
+
+# What a run narrowed to a smaller CPU sets (tests/support/isa.py): recorded with its figures.
+NARROWING_ENV = (ISA_ENV, "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 @dataclass(slots=True)
@@ -40,15 +45,20 @@ class BenchRow:
         return self.value / self.peer_value if self.higher_is_better else self.peer_value / self.value
 
 
+def host_label() -> str:
+    """The CPU and the ISA level a run computed at: sections of different hosts sit side by side."""
+    h = host()
+    return f"{h.cpu_model}, {h.isa}{' (narrowed)' if h.forced else ''}"
+
+
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    """The CPU model, its ISA level and the flags that matter, cores, torch; what narrowed it, if anything."""
+    h = host()
+    desc = (f"{h.cpu_model} ({h.isa} level; flags {' '.join(h.flags)}; torch reads {h.torch_capability}), "
+            f"{h.cores} cores, torch {torch.__version__}")  # fmt: skip
+    narrowing = {k: os.environ[k] for k in NARROWING_ENV if os.environ.get(k)}
+    if narrowing:
+        desc += ", narrowed by " + " ".join(f"{k}={v}" for k, v in narrowing.items())
     if torch.cuda.is_available():
         desc += f", GPU {torch.cuda.get_device_name(0)}"
     return desc
@@ -85,13 +95,14 @@ def markdown_table(rows: list[BenchRow]) -> str:
 def write_suite(suite: str, title: str, rows: list[BenchRow], notes: str, out: Path) -> None:
     """Replace the suite's section of the markdown report and append its rows to the JSON history."""
     date, sha, machine = dt.date.today().isoformat(), _git_sha(), machine_description()
+    key = f"{suite} on {host_label()}"  # one section per suite and host: other hosts' figures stay
     section = (
-        f"<!-- suite:{suite} -->\n## {title}\n\n"
+        f"<!-- suite:{key} -->\n## {title} — {host_label()}\n\n"
         f"Measured {date} at {sha} on {machine}.\n\n{notes.strip()}\n\n{markdown_table(rows)}\n"
-        f"<!-- /suite:{suite} -->\n"
+        f"<!-- /suite:{key} -->\n"
     )
     text = out.read_text() if out.exists() else "# ragjet benchmarks\n\nWritten by `make bench`.\n\n"
-    pattern = re.compile(rf"<!-- suite:{re.escape(suite)} -->.*?<!-- /suite:{re.escape(suite)} -->\n", re.S)
+    pattern = re.compile(rf"<!-- suite:{re.escape(key)} -->.*?<!-- /suite:{re.escape(key)} -->\n", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
