@@ -31,11 +31,18 @@ lint: install
 test: lint
 	$(VENV)/bin/pytest -q -x --durations=15
 
-# llama-cpp-python compiles for several minutes, so only the benchmarks install it. Its AMX kernels crash on
-# prompts of a few hundred tokens on this machine kind's Xeon, so they are built out (AVX-512 kernels serve).
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# llama-cpp-python compiles for several minutes, so only the benchmarks install it, built for this host's ISA level
+# (ragjet's own reading of it, `ragjet doctor`), never -march=native. Its AMX kernels crash on prompts of a few
+# hundred tokens on this machine kind's Xeon, so they are built out (AVX-512 kernels serve).
+LLAMA_NO_AMX  := -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_avx512  := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON $(LLAMA_NO_AMX)
+LLAMA_avx2    := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF $(LLAMA_NO_AMX)
+LLAMA_generic := -DGGML_NATIVE=OFF -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF $(LLAMA_NO_AMX)
 bench-peers: install
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q llama-cpp-python \
+	isa=$$($(PY) -c 'from ragjet.hardware import host; print(host().isa)'); \
+	case "$$isa" in avx512) args="$(LLAMA_avx512)";; avx2) args="$(LLAMA_avx2)";; *) args="$(LLAMA_generic)";; esac; \
+	echo "llama-cpp-python for $$isa: $$args"; \
+	CMAKE_ARGS="$$args" $(PIP) install -q llama-cpp-python \
 		|| echo "llama-cpp-python unavailable: its peer column will be empty"
 
 bench: bench-peers

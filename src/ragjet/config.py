@@ -79,13 +79,14 @@ class LLMSettings(Section):
     dense_prefill: bool = Field(
         True,
         description="CPU int8/int4: steps of many rows (prefills, decode batches of 10+ sequences) use a dense "
-        "bf16 copy of each weight, LM head included (several times faster for 2 bytes a parameter more memory)",
+        "copy of each weight, LM head included (several times faster; bf16 where the CPU has native bf16 GEMMs, "
+        "2 bytes a parameter more memory, else fp32, 4 bytes: see `ragjet doctor`)",
     )
     cpu_kernels: bool = Field(
         True,
-        description="bf16 on CPU: fused C++ kernels for add+RMSNorm, RoPE and paged attention of decode and "
-        "verify steps, compiled on first start (needs a C++ compiler and ninja; ~15-30 s, then cached), pure "
-        "torch without them",
+        description="CPU: fused C++ kernels for add+RMSNorm, RoPE and paged attention of decode and verify "
+        "steps, compiled for the CPU's ISA level on first start (needs a C++ compiler and ninja; ~15-30 s, then "
+        "cached), pure torch without them",
     )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(

@@ -17,7 +17,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     num_speculative_tokens: int = 3  # prompt-lookup draft per greedy decode step (0 = off)
     max_speculative_seqs: int = 4  # draft only in decode steps of at most this many sequences
-    cpu_kernels: bool = True  # bf16 on the CPU: build/load the fused kernels (llm/kernels) at start
+    cpu_kernels: bool = True  # on the CPU: build/load the fused kernels (llm/kernels) at start, for the compute dtype
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len", "block_size", "max_waiting"):
