@@ -18,7 +18,7 @@ from torch import nn
 from ragjet.llm.kernels import cpu as cpu_kernels
 
 # Steps whose sequences bring at most this many new tokens each (decode: 1; a speculative verify step: 1 + the
-# draft) attend through the fused CPU kernel in bf16; longer ones (prefills) through the gather + SDPA below,
+# draft) attend through the fused CPU kernel; longer ones (prefills) through the gather + SDPA below,
 # whose matrix products win once there are many queries per key.
 KERNEL_MAX_QUERIES = 8
 

@@ -1,6 +1,6 @@
 """RMSNorm, with the residual add folded in so a decoder layer needs one call per norm.
 
-In bf16 on the CPU both are one fused kernel (kernels/cpu_kernels.cpp) when it is loaded.
+On the CPU both are one fused kernel (kernels/cpu_kernels.cpp) when an engine has loaded it for the dtype.
 """
 
 from __future__ import annotations

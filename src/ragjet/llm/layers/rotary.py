@@ -119,7 +119,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """x: (T, H, D); cos, sin: (T, 1, D) from ``RotaryEmbedding`` -> x rotated, (T, H, D).
 
     Same values as HF's ``x * cos + rotate_half(x) * sin``: roll brings (x2, x1) and sin carries the sign.
-    In bf16 on the CPU, with the fused kernels loaded, x is rotated in place and returned.
+    On the CPU, with the fused kernels loaded for its dtype, x is rotated in place and returned.
     """
     if cpu_kernels.usable(x) and x.stride(-1) == 1:
         torch.ops.ragjet_cpu.rotary_(x, cos, sin)
