@@ -53,7 +53,7 @@ def test_no_request_the_spec_allows_or_forbids_gets_a_5xx(fuzzed_server: LiveSer
             def send(case: schemathesis.Case) -> None:
                 response = case.call(base_url=fuzzed_server.url, timeout=60)
                 statuses[response.status_code] += 1
-                if response.status_code >= 500:
+                if response.status_code >= 500 and not _own_deadline_expired(case, response.status_code):
                     failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {case.body!r}")
 
             try:
@@ -64,3 +64,10 @@ def test_no_request_the_spec_allows_or_forbids_gets_a_5xx(fuzzed_server: LiveSer
     print(f"\nschemathesis: {len(operations)} operations, {num_requests} requests, statuses {sorted(statuses.items())}")
     assert len(operations) >= 15 and num_requests >= len(operations) * 2
     assert not failures, "\n".join(failures[:20])
+
+
+def _own_deadline_expired(case: schemathesis.Case, status: int) -> bool:
+    """A 504 for a request that set its own deadline (`ragjet.deadline_s`, any positive float: the fuzzer sent
+    2e-78 s) is the documented answer to a deadline that expired, not a server fault."""
+    options = case.body.get("ragjet") if isinstance(case.body, dict) else None
+    return status == 504 and isinstance(options, dict) and options.get("deadline_s") is not None
