@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -187,7 +188,8 @@ def test_abort_and_deadline_free_their_blocks(llama: LoadedModel) -> None:
     assert engine.stats().num_used_blocks == 0 and not engine.has_unfinished()
 
     engine.add_request(PROMPTS[2], SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True, deadline_s=0.05))
-    outputs = []
+    outputs = engine.step()  # admitted and running
+    time.sleep(0.06)  # past its deadline with most tokens still to go, however fast the steps are
     while engine.has_unfinished():
         outputs += engine.step()
     assert outputs[-1].finish_reason == "timeout" and outputs[-1].finished
