@@ -20,8 +20,8 @@ AVX-512 CPU:
 | 16 | 28.0 ms | 24.7 ms | 17.3 ms |
 | 300 | | 67.0 ms | 50.5 ms |
 
-An fp32 copy is not prepacked: on an AVX2 CPU fp32 ``F.linear`` (MKL) and oneDNN's prepacked fp32 weight
-measured the same for a 300-row step.
+An fp32 copy is not prepacked: narrowed to AVX2, oneDNN's prepacked fp32 weight gained nothing over fp32
+``F.linear`` (MKL) for a 300-row step (2.7 vs 1.9 ms).
 """
 
 from __future__ import annotations
