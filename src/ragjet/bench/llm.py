@@ -328,7 +328,7 @@ def measure_cuda(cfg: LLMBenchConfig) -> tuple[list[BenchRow], str]:
 
 def start_engine(device: str, max_num_seqs: int) -> tuple[AsyncLLMEngine, PromptTokenizer]:
     """The engine `ragjet serve` builds on `device` with default settings (on CPU: int4 from this Q4_1 file,
-    dense bf16 prefill; on CUDA: bf16), so the bench measures what users run."""
+    the policy's dense prefill; on CUDA: bf16), so the bench measures what users run."""
     from ragjet.config import LLMSettings
     from ragjet.llm.backends.native import build_engine
 
