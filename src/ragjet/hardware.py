@@ -192,13 +192,14 @@ class CpuPolicy:
 
     def summary(self) -> str:
         return (
-            f"cpu isa={self.isa} llm={_name(self.llm_dtype)} dense={_name(self.dense_dtype)} "
-            f"weight-only kernels={'on' if self.weight_only_kernels else 'off'} embed={_name(self.embed_dtype)} "
+            f"cpu isa={self.isa} llm={dtype_name(self.llm_dtype)} dense={dtype_name(self.dense_dtype)} "
+            f"weight-only kernels={'on' if self.weight_only_kernels else 'off'} embed={dtype_name(self.embed_dtype)} "
             f"threads={self.threads}"
         )
 
 
-def _name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """How reports, logs and cache keys name a dtype: "bfloat16" for torch.bfloat16."""
     return str(dtype).removeprefix("torch.")
 
 

@@ -20,9 +20,9 @@ import torch
 from ragjet import __version__
 from ragjet.config import LLMSettings, Settings
 from ragjet.device import default_dtype, pick_device
-from ragjet.hardware import cpu_policy, host
+from ragjet.hardware import cpu_policy, dtype_name, host
 from ragjet.llm.kernels import cpu as cpu_kernels
-from ragjet.llm.quantize import auto_quantization, int8_compute_dtype
+from ragjet.llm.quantize import auto_quantization, quantized_dtype
 from ragjet.models import PACKAGED_MODELS, ModelNotFoundError, resolve_model
 
 Section = dict[str, object]
@@ -49,12 +49,8 @@ def system_report(
 
 def _plain(value: object) -> object:
     if isinstance(value, torch.dtype):
-        return _name(value)
+        return dtype_name(value)
     return list(value) if isinstance(value, tuple) else value
-
-
-def _name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def _host() -> Section:
@@ -95,7 +91,7 @@ def _embedder(settings: Settings) -> Section:
     return {
         "model": settings.embed.model,
         "device": str(device),
-        "dtype": "float16" if on_cuda else _name(policy.embed_dtype),
+        "dtype": "float16" if on_cuda else dtype_name(policy.embed_dtype),
         "reason": "fp16 on CUDA" if on_cuda else policy.reasons["embed_dtype"],
     }
 
@@ -113,26 +109,18 @@ def _engine(llm: LLMSettings, build: bool, on_build: Callable[[str], None]) -> S
         source = None  # the models section says why
     # Only int4 vs int8 depends on the file, so a missing one (read as non-GGUF: int8) still gives the dtype.
     mode = llm.quantization if llm.quantization != "auto" else auto_quantization(device, source or Path(llm.model))
-    dtype = _activation_dtype(llm, device, mode)
+    dtype = quantized_dtype(mode, device, default_dtype(device, llm.dtype))  # as the native backend loads it
     dense = llm.dense_prefill and device.type == "cpu" and mode in ("int8", "int4")
     return section | {
         "model_path": str(source) if source else None,
         "device": str(device),
-        "dtype": _name(dtype),
+        "dtype": dtype_name(dtype),
         "quantization": mode if source or mode == "none" else "unknown: model not found",
         "dense_prefill": dense,
-        "dense_dtype": _name(cpu_policy().dense_dtype) if dense else None,
+        "dense_dtype": dtype_name(cpu_policy().dense_dtype) if dense else None,
         "kernels": _kernels(llm, device, dtype, build, on_build),
         "kernel_build": str(cpu_kernels.build_directory()),
     }
-
-
-def _activation_dtype(llm: LLMSettings, device: torch.device, mode: str) -> torch.dtype:
-    """What the engine computes (and caches keys) in, chosen as the native backend chooses it."""
-    if mode == "bf16":
-        return torch.bfloat16
-    loaded = default_dtype(device, llm.dtype)
-    return int8_compute_dtype(device, loaded) if mode in ("int8", "int4") else loaded
 
 
 def _kernels(
@@ -143,19 +131,14 @@ def _kernels(
     if not llm.cpu_kernels:
         return "off (llm.cpu_kernels = false): torch paths"
     if dtype not in cpu_kernels.KERNEL_DTYPES:
-        return f"none for {_name(dtype)}: torch paths"
-    directory = cpu_kernels.build_directory()
+        return f"none for {dtype_name(dtype)}: torch paths"
     if build:
-        if not _cached(directory):
+        if not cpu_kernels.is_cached():
             on_build(f"building the fused CPU kernels for {cpu_policy().isa} (first run, ~15-30 s)…")
         cpu_kernels.load(dtype)
     if cpu_kernels.status() != "not loaded":  # this process tried: what became of it
         return cpu_kernels.status()
-    return "not loaded: cached build present" if _cached(directory) else "not loaded: not built yet"
-
-
-def _cached(directory: Path) -> bool:
-    return directory.is_dir() and any(directory.glob("*.so"))
+    return "not loaded: cached build present" if cpu_kernels.is_cached() else "not loaded: not built yet"
 
 
 def _models(settings: Settings) -> Section:

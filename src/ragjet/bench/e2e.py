@@ -24,7 +24,7 @@ from ragjet.bench.load import LevelSummary, RequestResult, run_level
 from ragjet.bench.report import BenchRow
 from ragjet.bench.servers import free_port, ragjet_env, server_process
 from ragjet.config import RagSettings, load_settings
-from ragjet.hardware import cpu_policy
+from ragjet.hardware import cpu_policy, dtype_name
 from ragjet.ingest.demo import demo_documents, write_demo_corpus
 from ragjet.rag.pipeline import RagPipeline
 
@@ -259,7 +259,7 @@ def run_notes(cfg: E2EConfig, ours: SystemRun, theirs: SystemRun, questions: lis
         f"Both servers are uvicorn subprocesses on 127.0.0.1, measured one after the other in one run on the CPU "
         f"({torch.get_num_threads()} torch threads each): ragjet's real server (`ragjet serve`, the LLM as "
         f"`llm.quantization=auto` serves this Q4_1 file on a CPU: int4 weight-only decode, dense "
-        f"{str(cpu_policy().dense_dtype).removeprefix('torch.')} copies for steps of many rows, int8 LM head, the "
+        f"{dtype_name(cpu_policy().dense_dtype)} copies for steps of many rows, int8 LM head, the "
         f"fused CPU kernels, prompt-lookup drafts, helper threads running "
         f"torch single-threaded beside the engine; auth off and rate limit raised for the localhost load; BM25 "
         f"fusion off so that "

@@ -26,7 +26,7 @@ from ragjet.bench.llm_peers import (
 )
 from ragjet.bench.llm_prompts import PromptTokenizer, rag_prompts, shared_prefix_pairs
 from ragjet.bench.report import BenchRow
-from ragjet.hardware import cpu_policy
+from ragjet.hardware import cpu_policy, dtype_name
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
 from ragjet.llm.kernels import cpu as cpu_kernels
 from ragjet.llm.sampling_params import SamplingParams
@@ -237,10 +237,6 @@ def long_prompt_targets(ttft_s: dict[str, float]) -> str:
     return "; ".join(checks)
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 async def _greedy_tokens(engine: AsyncLLMEngine, prompt: list[int], num_new_tokens: int) -> list[int]:
     tokens: list[int] = []
     async for out in engine.stream(prompt, greedy(num_new_tokens)):
@@ -283,12 +279,12 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
                                  long_ttft[peer] * 1e3, False))  # fmt: skip
     llama_kernels = " on the GGUF itself (Q4_1, quantized kernels)" if llama is not None else ""
     policy = cpu_policy()
-    dense = f"{_dtype_name(policy.dense_dtype)}{' (oneDNN-prepacked)' if policy.prepack_dense else ''}"
+    dense = f"{dtype_name(policy.dense_dtype)}{' (oneDNN-prepacked)' if policy.prepack_dense else ''}"
     notes = [
         f"CPU at the {policy.isa} level, {num_threads} torch threads: ragjet as its CPU default serves this Q4_1 "
         "file: int4 weight-only layer linears (groups of 32, the file's own grid) and an int8 LM head for steps of "
         f"few rows, their dense {dense} copies for steps of 10+ rows (LM head 5+), "
-        f"{_dtype_name(policy.llm_dtype)} activations, the fused CPU kernels "
+        f"{dtype_name(policy.llm_dtype)} activations, the fused CPU kernels "
         f"({cpu_kernels.status() if cpu_kernels.loaded() else 'NOT loaded: torch paths'}); "
         f"transformers float32; {llama_note}{llama_kernels}. "
         f"Prompts ~{cfg.num_prompt_tokens} tokens, {cfg.num_new_tokens} greedy new tokens (end-of-sequence ignored). "

@@ -50,6 +50,15 @@ def int8_compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return cpu_policy().llm_dtype if device.type == "cpu" else dtype
 
 
+def quantized_dtype(mode: str, device: torch.device, loaded_dtype: torch.dtype) -> torch.dtype:
+    """The dtype a model loaded as ``loaded_dtype`` on ``device`` computes in after ``quantize_model(mode)``."""
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode in ("int8", "int4"):
+        return int8_compute_dtype(device, loaded_dtype)
+    return loaded_dtype
+
+
 def auto_quantization(device: torch.device, source: Path) -> QuantizationMode:
     """What ``quantization = "auto"`` serves for weights loaded from ``source`` onto ``device``.
 
@@ -86,13 +95,14 @@ def quantize_model(model: nn.Module, mode: QuantizationMode, dense_prefill: bool
     """
     if mode not in QUANTIZATION_MODES:
         raise ValueError(f"quantization mode {mode!r} is not one of {', '.join(map(repr, QUANTIZATION_MODES))}")
+    param = next(model.parameters())
+    dtype = quantized_dtype(mode, param.device, param.dtype)
     if mode == "bf16":
-        return model.to(torch.bfloat16)
+        return model.to(dtype)
     if mode in ("int8", "int4"):
-        param = next(model.parameters())
         if mode == "int4" and param.device.type != "cpu":
             raise ValueError(f"int4 quantization runs on the CPU only, not on {param.device.type}")
-        _quantize(model, int8_compute_dtype(param.device, param.dtype), mode, dense_prefill)
+        _quantize(model, dtype, mode, dense_prefill)
     return model
 
 

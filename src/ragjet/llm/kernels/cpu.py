@@ -54,6 +54,12 @@ def build_directory() -> Path:
     return cache_dir() / f"{cpu_policy().isa}-{digest}"
 
 
+def is_cached() -> bool:
+    """Whether this level's build is already in the cache (loading it then takes well under a second)."""
+    directory = build_directory()
+    return directory.is_dir() and any(directory.glob("*.so"))
+
+
 def load(dtype: torch.dtype = torch.bfloat16) -> bool:
     """Compile (first time) and load the kernels, and let layers use them on ``dtype`` tensors; False, with
     the reason logged, when they cannot be."""
@@ -71,8 +77,7 @@ def _build() -> bool:
         return _failed(f"no {missing} found", "the LLM runs without its fused CPU kernels (slower decode)")
     from torch.utils.cpp_extension import load as build
 
-    directory = build_directory()
-    cached = directory.is_dir() and any(directory.glob("*.so"))
+    directory, cached = build_directory(), is_cached()
     started = time.perf_counter()
     try:
         directory.mkdir(parents=True, exist_ok=True)  # a read-only or full disk lands in the except below

@@ -27,6 +27,7 @@ import tokenizers
 import torch
 from safetensors.torch import load_file, save_file
 
+from ragjet.hardware import dtype_name
 from ragjet.llm.config import ModelConfig
 from ragjet.llm.loaders.gguf import config_from_gguf, iter_gguf_tensors, open_gguf, read_metadata
 from ragjet.llm.loaders.gguf_tokenizer import tokenizer_from_gguf
@@ -72,7 +73,7 @@ def load_gguf_cached(
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        entry = cache_dir / f"{file_sha256(path, cache_dir)}-{str(dtype).removeprefix('torch.')}"
+        entry = cache_dir / f"{file_sha256(path, cache_dir)}-{dtype_name(dtype)}"
     except OSError as exc:
         _log.warning("LLM cache %s is unusable (%s); converting %s without it", cache_dir, exc, path)
         config, state, tokenizer = convert_gguf(path, dtype)
