@@ -107,6 +107,16 @@ def test_a_level_the_cpu_cannot_run_is_one_error_line_and_exit_2(env: dict[str, 
     assert error.startswith("error: ") and "RAGJET_CPU_ISA" in error
 
 
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_server_refuses_a_level_the_cpu_cannot_run_before_it_starts(env: dict[str, str], command: str) -> None:
+    """One line and exit 2 before anything loads or listens, not a traceback from the server's start-up."""
+    env = {**env, "RAGJET_CPU_ISA": "sse9", "RAGJET_SERVE__PORT": "1", "RAGJET_SERVE__GRPC_PORT": "2"}
+    result = subprocess.run([str(RAGJET), command], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    (error,) = [text for text in result.stderr.splitlines() if text.strip()]
+    assert "RAGJET_CPU_ISA='sse9' is not one of generic, avx2, avx512" in error and "Traceback" not in result.stderr
+
+
 def test_the_default_run_builds_the_kernels_into_a_cold_cache_and_says_so_first(env: dict[str, str]) -> None:
     result = doctor(env, "--json")  # one cold build (~15-30 s): the only test here that compiles
     assert result.returncode == 0, result.stderr

@@ -7,8 +7,8 @@ import asyncio
 from rich.console import Console
 
 from ragjet.cli import app
-from ragjet.cli.serve import print_banner, serve_forever
-from ragjet.config import ConfigError, Settings, load_settings
+from ragjet.cli.serve import print_banner, serve_forever, startup_settings
+from ragjet.config import Settings
 
 console = Console(stderr=True)
 
@@ -39,11 +39,7 @@ async def ensure_demo_collection(settings: Settings) -> None:
 @app.command()
 def demo() -> None:
     """Ingest the demo corpus if needed, then serve the API and web UI on 127.0.0.1:8000."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise SystemExit(2) from None
+    settings = startup_settings()
     if "auth_enabled" not in settings.serve.model_fields_set:
         # The demo listens on localhost only and needs no keys; set RAGJET_SERVE__AUTH_ENABLED=true to require them.
         settings.serve = settings.serve.model_copy(update={"auth_enabled": False})

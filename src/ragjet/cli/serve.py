@@ -46,6 +46,21 @@ async def serve_forever(settings: Settings) -> None:
         await grpc_server.stop(grace=GRPC_GRACE_S)
 
 
+def startup_settings() -> Settings:
+    """The settings and the host's compute policy, read (and the policy logged) before anything starts: a bad
+    config, or a RAGJET_CPU_ISA this CPU cannot run, is one red line and exit 2 instead of a traceback from the
+    server's start-up."""
+    from ragjet.hardware import CapabilityError, cpu_policy
+
+    try:
+        settings = load_settings()
+        cpu_policy()
+    except (ConfigError, CapabilityError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    return settings
+
+
 def print_banner(settings: Settings) -> None:
     url = f"http://{settings.serve.host}:{settings.serve.port}"
     console.print(
@@ -65,11 +80,7 @@ def serve(
     grpc_port: int = typer.Option(None, help="gRPC port (default 50051)"),
 ) -> None:
     """Serve the API, the OpenAI-compatible routes, the web UI and gRPC."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+    settings = startup_settings()
     overrides = {k: v for k, v in {"host": host, "port": port, "grpc_port": grpc_port}.items() if v is not None}
     settings.serve = settings.serve.model_copy(update=overrides)
     print_banner(settings)
