@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragjet.bench.contention import CpuSample, contention_note, others_share, sample
+from benchmarks.contention import CpuSample, contention_note, others_share, sample
 
 
 def test_own_cpu_time_is_not_counted_as_other_work() -> None:

@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from ragjet.bench.e2e import SETTINGS, median_stages, server_env
-from ragjet.bench.load import LevelSummary, RequestResult, percentile, run_level
+from benchmarks.e2e import SETTINGS, median_stages, server_env
+from benchmarks.load import LevelSummary, RequestResult, percentile, run_level
 from ragjet.config import load_settings
 
 

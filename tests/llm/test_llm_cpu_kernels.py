@@ -170,7 +170,7 @@ def test_speculative_decoding_gives_plain_greedy_tokens_in_the_served_cpu_config
     multiplies by the same int4/int8 weights, so its tokens match plain greedy decoding in bf16 too; through
     the torch attention path these two prompts diverged at token 13. (Several sequences' verify rows can cross
     to the dense weights, where a near-tie may then flip.)"""
-    from ragjet.bench.llm_prompts import rag_prompts
+    from benchmarks.llm_prompts import rag_prompts
 
     model = quantize_model(copy.deepcopy(smollm2.model), "int4", dense_prefill=True)
     loaded = LoadedModel(model, smollm2.config, smollm2.tokenizer, smollm2.source)
@@ -219,4 +219,3 @@ def test_a_stale_build_lock_left_by_an_interrupted_build_is_removed(caplog: pyte
     attempt.join(timeout=120)  # without the removal torch would wait on the lock forever
     assert results == [True]
     assert not lock.exists() and "stale kernel build lock" in caplog.text
-

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragjet.bench.servers import free_port, ragjet_env, server_process
+from benchmarks.servers import free_port, ragjet_env, server_process
 from support.isa import narrowed_env, narrower_isas
 
 pytestmark = pytest.mark.slow

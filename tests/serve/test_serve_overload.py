@@ -27,7 +27,7 @@ from support.stack import require_layers
 
 require_layers()
 
-from ragjet.bench.overload import (  # noqa: E402
+from benchmarks.overload import (  # noqa: E402
     OverloadConfig,
     ServerProcess,
     rss_mb,

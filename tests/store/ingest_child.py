@@ -16,7 +16,7 @@ from ragjet import atomic
 from ragjet.embed.embedder import Embedder
 from ragjet.index import FlatIndex
 from ragjet.ingest.chunker import Chunker
-from ragjet.ingest.pipeline import ingest_paths
+from ragjet.rag.ingestion import ingest_paths
 from ragjet.store import Collection, chunk_store
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from ragjet.bench.servers import free_port
+from benchmarks.servers import free_port
 from ragjet.config import Settings, load_settings
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.app import create_app, make_gatekeeper

@@ -19,7 +19,6 @@ def main() -> None:
 # Command modules register themselves on `app` when imported.
 from ragjet.cli import (
     ask,  # noqa: E402,F401
-    bench,  # noqa: E402,F401
     collections,  # noqa: E402,F401
     demo,  # noqa: E402,F401
     doctor,  # noqa: E402,F401

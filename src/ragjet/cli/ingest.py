@@ -13,7 +13,7 @@ from rich.table import Table
 from ragjet.cli import app
 from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import Settings, load_settings
-from ragjet.ingest.pipeline import IngestReport
+from ragjet.rag.ingestion import IngestReport
 
 console, err_console = Console(), Console(stderr=True)
 

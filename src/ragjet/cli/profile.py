@@ -18,7 +18,7 @@ from ragjet.eval.datasets import load_dataset
 from ragjet.eval.overrides import apply_overrides, parse_override
 from ragjet.obs.profile import ProfileReport, analyze
 from ragjet.obs.report import write_chart, write_json
-from ragjet.obs.workload import WorkloadRun, http_request, in_process_request, read_questions, run_workload
+from ragjet.obs.workload import WorkloadRun, http_request, read_questions, run_workload
 from ragjet.rag.types import AskOptions
 
 err_console = Console(stderr=True)
@@ -35,12 +35,16 @@ async def profile_in_process(
     from ragjet.cli.ask import require_collection
     from ragjet.rag.pipeline import RagPipeline
 
+    async def request(question: str) -> dict[str, float]:
+        answer = await pipeline.ask(question, options)
+        return answer.timings.as_dict()
+
     pipeline = RagPipeline(settings)
-    require_collection(pipeline, options.collection)
+    await require_collection(pipeline, options.collection)
     await pipeline.start()
     try:
         await pipeline.ask(questions[0], options)  # warm-up: first-call allocations stay out of the figures
-        return await run_workload(in_process_request(pipeline, options), questions, num_requests, concurrency)
+        return await run_workload(request, questions, num_requests, concurrency)
     finally:
         await pipeline.close()
 

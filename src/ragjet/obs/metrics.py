@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ragjet.rag.types import Answer, AskOptions
+from ragjet.obs.answer import ObservedAnswer
 
 # 1 ms … ~60 s, roughly ×2 per bucket: covers a cached search and a long CPU generation alike.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -47,7 +47,7 @@ class Metrics:
         if status >= 400:
             self.errors.labels(ERROR_KINDS.get(status, "server_error" if status >= 500 else "client_error")).inc()
 
-    def observe_answer(self, answer: Answer, options: AskOptions | None = None) -> None:
+    def observe_answer(self, answer: ObservedAnswer) -> None:
         t = answer.timings
         for stage in STAGES:
             self.stage_seconds.labels(stage).observe(getattr(t, f"{stage}_ms") / 1e3)

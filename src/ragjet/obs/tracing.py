@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from ragjet.rag.types import Answer
+from ragjet.obs.answer import ObservedAnswer
 
 SEQUENTIAL_STAGES = ("embed", "search", "rerank", "prompt", "queue", "prefill", "decode")
 
@@ -27,7 +27,7 @@ def enable_tracing(exporter: SpanExporter | None = None) -> TracerProvider:
     return provider
 
 
-def record_answer_spans(answer: Answer, collection: str, tracer: trace.Tracer | None = None) -> None:
+def record_answer_spans(answer: ObservedAnswer, collection: str, tracer: trace.Tracer | None = None) -> None:
     """A `rag.answer` span covering the request, with a child span per non-empty stage."""
     tracer = tracer or trace.get_tracer("ragjet")
     t = answer.timings

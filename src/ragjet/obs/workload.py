@@ -12,14 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
-
-from ragjet.rag.types import AskOptions
-
-if TYPE_CHECKING:
-    from ragjet.rag.pipeline import RagPipeline
 
 Request = Callable[[str], Awaitable[dict[str, float]]]  # question → that request's timings_ms
 
@@ -61,14 +55,6 @@ async def run_workload(request: Request, questions: Sequence[str], num_requests:
     await asyncio.gather(*(one(questions[i % len(questions)]) for i in range(num_requests)))
     run.wall_s = time.perf_counter() - started
     return run
-
-
-def in_process_request(pipeline: RagPipeline, options: AskOptions) -> Request:
-    async def request(question: str) -> dict[str, float]:
-        answer = await pipeline.ask(question, options)
-        return answer.timings.as_dict()
-
-    return request
 
 
 def http_request(client: httpx.AsyncClient, collection: str | None, max_tokens: int) -> Request:

@@ -45,7 +45,7 @@ def create_app(
     app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()
     app.state.gatekeeper = gatekeeper or make_gatekeeper(settings)
     app.state.before_close = []  # async callables run at shutdown, after HTTP drained, before the pipeline closes
-    pipeline.observers.append(app.state.metrics.observe_answer)
+    pipeline.observers.append(lambda answer, _: app.state.metrics.observe_answer(answer))
     if settings.serve.tracing:
         enable_tracing()
         pipeline.observers.append(lambda answer, options: record_answer_spans(answer, options.collection))

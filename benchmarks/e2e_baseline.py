@@ -7,7 +7,7 @@ serves), embeds them itself at startup, and builds its prompt with ragjet's temp
 prompt, so both servers answer from the same sources in the same words. The reference repeats some
 sections in several topics, so like ragjet it drops duplicate chunks from a few extra candidates.
 
-Run as ``python -m ragjet.bench.e2e_baseline --collection-dir DIR --port N``. It speaks the streaming
+Run as ``python -m benchmarks.e2e_baseline --collection-dir DIR --port N``. It speaks the streaming
 subset of OpenAI chat completions the load generator uses; its closing chunk carries
 ``pipeline: {chunk_ids, timings_ms}``.
 """
@@ -74,7 +74,7 @@ class SerialRag:
         from sentence_transformers import SentenceTransformer
         from transformers import AutoTokenizer
 
-        from ragjet.bench.llm_peers import transformers_model_from_gguf
+        from benchmarks.llm_peers import transformers_model_from_gguf
 
         collection = Collection.open(collection_dir.parent, collection_dir.name)
         ids = np.concatenate([batch_ids for batch_ids, _, _ in collection.store.iter_chunks()])

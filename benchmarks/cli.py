@@ -1,4 +1,8 @@
-"""`ragjet bench SUITE`: run a benchmark suite against its peers and write docs/benchmarks.md."""
+"""`python -m benchmarks SUITE`: run a benchmark suite against its peers and write docs/benchmarks.md.
+
+The suites live beside the ragjet package, not in it: their peers (sentence-transformers, transformers,
+hnswlib, llama-cpp-python) are test and bench dependencies that an installed ragjet never needs.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ragjet.bench.contention import contention_note, others_share, sample
-from ragjet.bench.report import markdown_table, write_suite
-from ragjet.cli import app
+from benchmarks.contention import contention_note, others_share, sample
+from benchmarks.report import markdown_table, write_suite
 
 # Each suite module exposes TITLE and run(quick) -> (rows, notes).
 SUITES = ("embed", "search", "ingest", "llm", "e2e", "profile", "quality")
+
+app = typer.Typer(add_completion=False)
 
 
 @app.command()
@@ -29,7 +34,7 @@ def bench(
         raise typer.BadParameter(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)} or 'all'")
     console = Console()
     for name in names:
-        module = importlib.import_module(f"ragjet.bench.{name}")
+        module = importlib.import_module(f"benchmarks.{name}")
         console.rule(f"bench {name}")
         started = sample()
         rows, notes = module.run(quick=quick)

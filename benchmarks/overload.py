@@ -8,7 +8,7 @@ Three phases against one server on localhost, each bounded in requests and in ti
      on a fixed schedule, whatever the server does) for `duration_s` or `max_requests`, whichever ends
      first; the server's RSS is read before, during and after each round.
 The second round shows whether memory keeps growing under sustained overload (the first one also warms
-allocators and caches). Run it: `python -m ragjet.bench.overload --url http://127.0.0.1:8000 --pid PID`.
+allocators and caches). Run it: `python -m benchmarks.overload --url http://127.0.0.1:8000 --pid PID`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from ragjet.bench.servers import CLIENT_KEEPALIVE_S, free_port, ragjet_env
-from ragjet.bench.servers import server_process as run_server
+from benchmarks.servers import CLIENT_KEEPALIVE_S, free_port, ragjet_env
+from benchmarks.servers import server_process as run_server
 
 COMPLETIONS = "/v1/chat/completions"
 DEMO_QUESTIONS = ("What does the with statement do?", "How are exceptions raised?",

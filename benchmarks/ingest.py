@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ragjet.bench.report import BenchRow, machine_description
-from ragjet.config import ChunkSettings, IndexSettings
+from benchmarks.report import BenchRow, machine_description
+from ragjet.config import ChunkSettings
 from ragjet.embed.embedder import Embedder
+from ragjet.index import IndexParams
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.demo import write_demo_corpus
-from ragjet.ingest.pipeline import ingest_paths
+from ragjet.rag.ingestion import ingest_paths
 from ragjet.store import Collection
 
 TITLE = "Ingestion (demo corpus, end to end)"
@@ -25,7 +26,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_demo_corpus(Path(tmp) / "corpus")[: 10 if quick else None]
         root = Path(tmp) / "collections"
-        collection = Collection.create(root, "demo", embedder.model_id, embedder.dim, IndexSettings())
+        collection = Collection.create(root, "demo", embedder.model_id, embedder.dim, IndexParams(), device="cpu")
         first = ingest_paths(collection, paths, embedder, chunker)
         again = ingest_paths(Collection.open(root, "demo"), paths, embedder, chunker)
     case = f"{len(paths)} documents, {first.num_chunks} chunks of <= {chunk.max_tokens} tokens"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from ragjet.bench.report import BenchRow, machine_description
+from benchmarks.report import BenchRow, machine_description
 from ragjet.embed.embedder import Embedder
 from ragjet.ingest.demo import demo_documents
 from ragjet.models import resolve_model

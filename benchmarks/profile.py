@@ -11,7 +11,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from ragjet.bench.report import BenchRow, machine_description
+from benchmarks.report import BenchRow, machine_description
 from ragjet.cli.demo import ensure_demo_collection
 from ragjet.cli.profile import builtin_questions, profile_in_process
 from ragjet.config import load_settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ragjet.bench.report import BenchRow, machine_description
+from benchmarks.report import BenchRow, machine_description
 from ragjet.config import load_settings
 from ragjet.eval.datasets import EvalDataset, load_dataset
 from ragjet.eval.overrides import Override, apply_overrides, label, parse_override

@@ -19,9 +19,8 @@ import faiss
 import numpy as np
 import torch
 
-from ragjet.bench.report import BenchRow, machine_description
-from ragjet.config import IndexSettings
-from ragjet.index import FaissIndex, FlatIndex
+from benchmarks.report import BenchRow, machine_description
+from ragjet.index import FaissIndex, FlatIndex, IndexParams
 
 TITLE = "Vector search (synthetic clustered 384-d vectors, recall@10 against exact search)"
 SUITE = "search"
@@ -119,10 +118,10 @@ def ivf_results(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, cfg
     nlist = max(64, int(np.sqrt(len(vectors))))
     results = []
     for kind, refine_factor in (("ivf_flat", 1), ("ivf_pq", 8)):
-        settings = IndexSettings(kind=kind, nlist=nlist, pq_m=48, refine_factor=refine_factor)
-        index, build_s = timed(lambda: _faiss_index(vectors, settings))  # noqa: B023 - called at once
+        params = IndexParams(kind=kind, nlist=nlist, pq_m=48, refine_factor=refine_factor)
+        index, build_s = timed(lambda: _faiss_index(vectors, params))  # noqa: B023 - called at once
         for nprobe in cfg.nprobes:
-            index.settings = settings.model_copy(update={"nprobe": nprobe})
+            index.params = replace(params, nprobe=nprobe)
             case = f"{kind} nlist={nlist} nprobe={nprobe}" + (f" refine x{refine_factor}" if refine_factor > 1 else "")
             results.append(measure(case, build_s, lambda q: index.search(q, K)[1], queries, truth, cfg.num_single))  # noqa: B023
     return results
@@ -132,12 +131,12 @@ def hnsw_pairs(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, cfg:
     """FaissIndex HNSW against hnswlib, same M and efConstruction, at each ef_search."""
     import hnswlib
 
-    settings = IndexSettings(kind="hnsw", hnsw_m=HNSW_M, refine_factor=1)
-    index, build_s = timed(lambda: _faiss_index(vectors, settings))
+    params = IndexParams(kind="hnsw", hnsw_m=HNSW_M, refine_factor=1)
+    index, build_s = timed(lambda: _faiss_index(vectors, params))
     peer, peer_build_s = timed(lambda: _hnswlib_index(vectors, hnswlib))
     results = []
     for ef in cfg.ef_searches:
-        index.settings = settings.model_copy(update={"ef_search": ef})
+        index.params = replace(params, ef_search=ef)
         peer.set_ef(max(ef, K))
         case = f"hnsw M={HNSW_M} efConstruction={HNSW_EF_CONSTRUCTION} ef={ef}"
         theirs = measure(
@@ -160,8 +159,8 @@ def _flat_index(vectors: np.ndarray) -> FlatIndex:
     return index
 
 
-def _faiss_index(vectors: np.ndarray, settings: IndexSettings) -> FaissIndex:
-    index = FaissIndex(DIM, settings)
+def _faiss_index(vectors: np.ndarray, params: IndexParams) -> FaissIndex:
+    index = FaissIndex(DIM, params, device="cpu")
     index.add(np.arange(len(vectors)), vectors)
     return index
 

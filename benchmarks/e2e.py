@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from ragjet.bench.load import LevelSummary, RequestResult, run_level
-from ragjet.bench.report import BenchRow
-from ragjet.bench.servers import free_port, ragjet_env, server_process
+from benchmarks.load import LevelSummary, RequestResult, run_level
+from benchmarks.report import BenchRow
+from benchmarks.servers import free_port, ragjet_env, server_process
 from ragjet.config import RagSettings, load_settings
 from ragjet.hardware import cpu_policy, dtype_name
 from ragjet.ingest.demo import demo_documents, write_demo_corpus
@@ -152,7 +152,7 @@ def measure_ragjet(data_dir: Path, questions: list[str], cfg: E2EConfig) -> Syst
 
 def measure_baseline(data_dir: Path, questions: list[str], cfg: E2EConfig) -> SystemRun:
     port = free_port()
-    argv = [sys.executable, "-m", "ragjet.bench.e2e_baseline", "--collection-dir",
+    argv = [sys.executable, "-m", "benchmarks.e2e_baseline", "--collection-dir",
             str(data_dir / "collections" / COLLECTION), "--port", str(port)]  # fmt: skip
     with server_process(argv, f"http://127.0.0.1:{port}", data_dir / "baseline-server.log"):
         return measure_server(f"http://127.0.0.1:{port}", questions, cfg, repeat=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ragjet.bench.llm_peers import (
+from benchmarks.llm_peers import (
     Runner,
     Timing,
     llama_cpp_runner,
@@ -24,8 +24,8 @@ from ragjet.bench.llm_peers import (
     transformers_model_from_gguf,
     transformers_runner,
 )
-from ragjet.bench.llm_prompts import PromptTokenizer, rag_prompts, shared_prefix_pairs
-from ragjet.bench.report import BenchRow
+from benchmarks.llm_prompts import PromptTokenizer, rag_prompts, shared_prefix_pairs
+from benchmarks.report import BenchRow
 from ragjet.hardware import cpu_policy, dtype_name
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
 from ragjet.llm.kernels import cpu as cpu_kernels

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ragjet.bench.servers import CLIENT_KEEPALIVE_S
+from benchmarks.servers import CLIENT_KEEPALIVE_S
 
 
 @dataclass(frozen=True, slots=True)

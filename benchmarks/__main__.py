@@ -1,0 +1,5 @@
+"""`python -m benchmarks …` runs the benchmark command (benchmarks/cli.py)."""
+
+from benchmarks.cli import app
+
+app()
