@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ragjet.serve.schemas import ChatCompletionRequest, EmbeddingRequest, SearchRequest
+from ragjet.rag.requests import SearchParams
+from ragjet.serve.schemas import ChatCompletionRequest, EmbeddingRequest
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -50,17 +51,21 @@ def test_chat_requests_validate_or_refuse_cleanly(body: dict[str, object]) -> No
         return
     assert request.question().strip()  # an accepted request always has a question
     assert 0 <= request.temperature <= 2 and 0 < request.top_p <= 1
-    assert all(isinstance(s, str) for s in request.stop_strings())
+    try:
+        params = request.ask_params("docs")  # the one model every transport's request becomes
+    except ValidationError:
+        return  # e.g. more stop strings than any transport accepts
+    assert params.question == request.question() and all(isinstance(s, str) for s in params.stop)
 
 
 @FUZZ
 @given(st.fixed_dictionaries({"query": json_values}, optional={"top_k": json_values, "filters": json_values}))
 def test_search_requests_validate_or_refuse_cleanly(body: dict[str, object]) -> None:
     try:
-        request = SearchRequest.model_validate_json(json.dumps(body))
+        request = SearchParams.model_validate_json(json.dumps(body))
     except ValidationError:
         return
-    assert request.query and 1 <= request.top_k <= 100
+    assert request.query.strip() and (request.top_k is None or 1 <= request.top_k <= 100)
 
 
 @FUZZ

@@ -43,7 +43,7 @@ async def stream_answer(settings: Settings, question: str, options: AskOptions, 
 
     pipeline = RagPipeline(settings)
     console = Console()
-    require_collection(pipeline, options.collection)  # fail in milliseconds, before models load
+    await require_collection(pipeline, options.collection)  # fail in milliseconds, before models load
     try:
         await pipeline.start()
         async for event in pipeline.ask_stream(question, options):
@@ -58,10 +58,10 @@ async def stream_answer(settings: Settings, question: str, options: AskOptions, 
         await pipeline.close()
 
 
-def require_collection(pipeline: RagPipeline, name: str) -> None:
+async def require_collection(pipeline: RagPipeline, name: str) -> None:
     from ragjet.store import CollectionNotFoundError
 
-    known = sorted(c.name for c in pipeline.list_collections())
+    known = sorted(c.name for c in await pipeline.list_collections())
     if name not in known:
         raise CollectionNotFoundError(name, known)
 

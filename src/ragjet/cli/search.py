@@ -24,7 +24,7 @@ async def run_search(settings: Settings, query: str, collection: str, top_k: int
     from ragjet.rag.pipeline import RagPipeline
 
     pipeline = RagPipeline(settings)
-    require_collection(pipeline, collection)
+    await require_collection(pipeline, collection)
     await pipeline.start(generate=False)
     try:
         return await pipeline.search(query, collection, top_k)

@@ -135,7 +135,7 @@ async def _run_retrieval(
             outcomes.append(QueryOutcome(query.id, _ranked_ids(hits, stems), timings.as_dict()))
         return outcomes
     finally:
-        _delete_quietly(system, collection)
+        await _delete_quietly(system, collection)
         await system.close()
 
 
@@ -163,7 +163,7 @@ async def _run_generation(
             outcomes.append(QueryOutcome(query.id, ranked, answer.timings.as_dict(), text, answer.confidence))
         return outcomes
     finally:
-        _delete_quietly(pipeline, collection)
+        await _delete_quietly(pipeline, collection)
         await pipeline.close()
 
 
@@ -173,9 +173,9 @@ def _ranked_ids(hits: list[SearchHit], stems: dict[str, str]) -> list[str]:
     return unique_in_order(ids)[:DEPTH]
 
 
-def _delete_quietly(system: RagPipeline, collection: str) -> None:
+async def _delete_quietly(system: RagPipeline, collection: str) -> None:
     """Remove the scratch collection; an ingest that failed early may not have created it."""
     from ragjet.store import CollectionNotFoundError
 
     with contextlib.suppress(CollectionNotFoundError):
-        system.delete_collection(collection)
+        await system.delete_collection(collection)

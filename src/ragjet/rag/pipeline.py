@@ -9,9 +9,11 @@ retrieval overlaps request A's decode.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,6 @@ from ragjet.cpu_threads import single_threaded_executor
 from ragjet.embed.batcher import BatcherStats, DynamicBatcher
 from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
-from ragjet.ingest.pipeline import IngestReport, ingest_paths
 from ragjet.llm.backends import LLMBackend, create_backend
 from ragjet.llm.engine.outputs import EngineStats
 from ragjet.llm.sampling_params import SamplingParams
@@ -34,6 +35,7 @@ from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.confidence import answer_confidence, grounding
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
+from ragjet.rag.ingestion import IngestReport, ingest_paths
 from ragjet.rag.prompt import BuiltPrompt, PromptBuilder, mark_cited
 from ragjet.rag.review import ReviewQueue
 from ragjet.rag.tenants import DEFAULT_TENANT, validate_tenant
@@ -91,6 +93,7 @@ class RagPipeline:
         self._prompts: PromptBuilder | None = None
         self._start_lock = asyncio.Lock()
         self._review: ReviewQueue | None = None
+        self._writes: ThreadPoolExecutor | None = None  # collection writes: see _write
         self.admission = AdmissionController(settings.rag.max_in_flight, settings.llm.max_num_seqs)
         # Called with every finished answer (metrics, tracing): the transports never observe it themselves.
         self.observers: list[Callable[[Answer, AskOptions], None]] = []
@@ -112,6 +115,7 @@ class RagPipeline:
                 single_threaded = generate and decodes_on_cpu(self.settings.llm)
                 if single_threaded:
                     asyncio.get_running_loop().set_default_executor(single_threaded_executor("ragjet-helper"))
+                    self._writes = self._writes or single_threaded_executor("ragjet-writer")
                 self._embedder = await asyncio.to_thread(Embedder.load, embed.model, device=embed.device)
                 self._batcher = DynamicBatcher(
                     self._embedder, embed.batch_size, embed.max_wait_ms, single_threaded=single_threaded
@@ -132,6 +136,9 @@ class RagPipeline:
             self._batcher.close()
         if self._review is not None:
             self._review.close()
+        if self._writes is not None:
+            self._writes.shutdown(wait=False)
+            self._writes = None
         self._backend = self._batcher = self._prompts = self._embedder = self._review = None
         for registry in self._registries.values():
             registry.embedder = None
@@ -340,25 +347,27 @@ class RagPipeline:
             registry.embedder = self._embedder
         return registry
 
-    def list_collections(self, tenant: str = DEFAULT_TENANT) -> list[CollectionInfo]:
-        return self.collections(tenant).infos()
+    async def list_collections(self, tenant: str = DEFAULT_TENANT) -> list[CollectionInfo]:
+        return await asyncio.to_thread(self.collections(tenant).infos)  # reads every collection's store
 
-    def create_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionInfo:
-        return self.collections(tenant).create(name)
+    async def create_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionInfo:
+        return await self._write(self.collections(tenant).create, name)
 
-    def delete_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
-        self.collections(tenant).delete(name)
+    async def delete_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        """CollectionBusyError while an ingest writes `name`: a delete never waits behind one."""
+        await self._write(self.collections(tenant).delete, name)
 
-    def documents(self, collection: str, tenant: str = DEFAULT_TENANT) -> list[DocumentInfo]:
-        return self.collections(tenant).documents(collection)
+    async def documents(self, collection: str, tenant: str = DEFAULT_TENANT) -> list[DocumentInfo]:
+        return await asyncio.to_thread(self.collections(tenant).documents, collection)
 
-    def delete_document(self, collection: str, source: str, tenant: str = DEFAULT_TENANT) -> bool:
-        return self.collections(tenant).delete_document(collection, source)
+    async def delete_document(self, collection: str, source: str, tenant: str = DEFAULT_TENANT) -> bool:
+        """False when the collection holds no such document; CollectionBusyError while an ingest writes it."""
+        return await self._write(self.collections(tenant).delete_document, collection, source)
 
     async def ingest(
         self, collection: str, paths: list[Path], progress: bool = False, tenant: str = DEFAULT_TENANT
     ) -> IngestReport:
-        """Load, chunk, embed and store `paths` in a worker thread; creates the collection if missing."""
+        """Load, chunk, embed and store `paths` in a writer thread; creates the collection if missing."""
         embedder = _require(self._embedder)
         chunk = self.settings.chunk
         chunker = Chunker(embedder.tokenizer, max_tokens=chunk.max_tokens, overlap_tokens=chunk.overlap_tokens)
@@ -368,7 +377,14 @@ class RagPipeline:
             with registry.writing(collection) as store:
                 return ingest_paths(store, paths, embedder, chunker, progress=progress)
 
-        return await asyncio.to_thread(run)
+        return await self._write(run)
+
+    async def _write(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a collection write on the writer pool: a long ingest (or one waiting for its collection's
+        writer lock) never holds a thread that retrieval and prompt assembly need."""
+        if self._writes is None:
+            self._writes = ThreadPoolExecutor(thread_name_prefix="ragjet-writer")
+        return await asyncio.get_running_loop().run_in_executor(self._writes, functools.partial(fn, *args))
 
 
 def _require(component: T | None) -> T:

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 from ragjet.rag.tenants import DEFAULT_TENANT
 
+DEFAULT_MAX_TOKENS = 256  # an answer's length when the client does not say
+
 
 @dataclass(frozen=True, slots=True)
 class AskOptions:
     collection: str
     top_k: int | None = None  # chunks put into the prompt; None = settings.retrieve.top_k
     filters: Mapping[str, object] | None = None  # source_prefix, title, page_min/page_max, metadata.<key>
-    max_tokens: int = 256
+    max_tokens: int = DEFAULT_MAX_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None

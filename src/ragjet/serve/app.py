@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,18 @@ from ragjet.serve.routes import collections, health, openai, review, search, sys
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+def freeze_startup_objects() -> None:
+    """Move everything alive once the models are loaded out of the garbage collector's sight.
+
+    A full collection walks every tracked object, and a server holding torch, tokenizers and its models has
+    hundreds of thousands: measured here, each full pass stopped every thread (the event loop included) for
+    ~250 ms in the middle of serving. Those objects live as long as the server, so the collector gains nothing
+    by walking them again; requests' garbage is still collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings, pipeline: RagPipeline | None = None, gatekeeper: Gatekeeper | None = None
 ) -> FastAPI:
@@ -34,12 +47,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await pipeline.start()
+        freeze_startup_objects()
         try:
             yield
         finally:
             for hook in app.state.before_close:  # e.g. drain gRPC, which shares the pipeline, before closing it
                 await hook()
             await pipeline.close()
+            gc.unfreeze()  # the models are released: let the collector see what is left
 
     app = FastAPI(title="ragjet", version=__version__, lifespan=lifespan)
     app.state.pipeline, app.state.settings, app.state.metrics = pipeline, settings, Metrics()

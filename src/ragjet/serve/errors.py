@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError
-from ragjet.rag.deadline import DeadlineExceededError
-from ragjet.serve.limits import RateLimitedError
-from ragjet.store import CollectionError, CollectionNotFoundError
+from ragjet.serve.contract import CLIENT_ERRORS, INVALID_REQUEST, ApiError, classify
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 1
+# Codes for the errors the HTTP layer itself raises (routing, auth headers, upload checks).
+HTTP_CODES = {401: "unauthenticated", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+              415: "unsupported_media_type"}  # fmt: skip
 
 
 def error_response(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+    code = HTTP_CODES.get(status, "invalid_request" if status < 500 else "server_error")
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def api_error_response(error: ApiError) -> JSONResponse:
+    """The contract's error as an OpenAI-style body; `code` is the error kind's stable code."""
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+    return JSONResponse(error.body(), status_code=error.kind.http_status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -39,41 +44,19 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, _validation_message(exc), "invalid_request_error")
+        return api_error_response(ApiError(INVALID_REQUEST, _validation_message(exc)))
 
     @app.exception_handler(json.JSONDecodeError)
     async def _bad_json(_: Request, exc: json.JSONDecodeError) -> JSONResponse:
-        return error_response(400, f"malformed JSON body: {exc}", "invalid_request_error")
+        return api_error_response(ApiError(INVALID_REQUEST, f"malformed JSON body: {exc}"))
 
-    @app.exception_handler(CollectionNotFoundError)
-    async def _no_collection(_: Request, exc: CollectionNotFoundError) -> JSONResponse:
-        return error_response(404, str(exc), "not_found_error")
+    async def _client_error(_: Request, exc: Exception) -> JSONResponse:
+        error = classify(exc)
+        assert error is not None  # registered only for the contract's classes
+        return api_error_response(error)
 
-    @app.exception_handler(EngineOverloadedError)
-    async def _overloaded(_: Request, exc: EngineOverloadedError) -> JSONResponse:
-        retry_after = math.ceil(getattr(exc, "retry_after_s", RETRY_AFTER_S))
-        return error_response(429, str(exc), "overloaded_error", {"Retry-After": str(retry_after)})
-
-    @app.exception_handler(RateLimitedError)
-    async def _rate_limited(_: Request, exc: RateLimitedError) -> JSONResponse:
-        retry = str(max(1, math.ceil(exc.retry_after_s)))
-        return error_response(429, str(exc), "rate_limit_error", {"Retry-After": retry})
-
-    @app.exception_handler(PromptTooLongError)
-    async def _too_long(_: Request, exc: PromptTooLongError) -> JSONResponse:
-        return error_response(400, str(exc), "invalid_request_error")
-
-    @app.exception_handler(DeadlineExceededError)
-    async def _deadline(_: Request, exc: DeadlineExceededError) -> JSONResponse:
-        return error_response(504, str(exc), "timeout_error")
-
-    @app.exception_handler(CollectionError)
-    async def _collection(_: Request, exc: CollectionError) -> JSONResponse:
-        return error_response(409, str(exc), "conflict_error")
-
-    @app.exception_handler(ValueError)
-    async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return error_response(400, str(exc), "invalid_request_error")
+    for cls in CLIENT_ERRORS:
+        app.add_exception_handler(cls, _client_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

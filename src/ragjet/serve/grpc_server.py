@@ -1,9 +1,11 @@
-"""gRPC transport: thin methods that validate, make one pipeline call and convert the result."""
+"""gRPC transport: thin methods that translate the wire format into the contract's requests (rag/requests.py),
+make one pipeline call and convert the result; errors leave through the contract's taxonomy (serve/contract.py),
+so a request gets the same outcome here as over REST."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -12,15 +14,13 @@ import grpc
 
 from ragjet import __version__
 from ragjet.config import Settings
-from ragjet.llm.engine.errors import EngineOverloadedError
-from ragjet.rag.deadline import DeadlineExceededError
 from ragjet.rag.pipeline import RagPipeline
-from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions, Citation
-from ragjet.serve.auth import AuthError, Gatekeeper, allowed_path, bearer_key
-from ragjet.serve.limits import RateLimitedError
+from ragjet.rag.requests import AskParams, SearchParams
+from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, Citation
+from ragjet.serve.auth import Gatekeeper, allowed_path, bearer_key
+from ragjet.serve.contract import CLIENT_ERRORS, classify
 from ragjet.serve.proto import ragjet_pb2 as pb
 from ragjet.serve.proto import ragjet_pb2_grpc as pb_grpc
-from ragjet.store import CollectionNotFoundError
 
 
 def _citation(c: Citation) -> pb.Citation:
@@ -52,34 +52,41 @@ def _done(a: Answer) -> pb.AnswerDone:
 
 
 async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext) -> None:
-    """Map pipeline errors to gRPC status codes (the REST API maps the same errors to HTTP statuses)."""
-    if isinstance(exc, AuthError):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-    if isinstance(exc, RateLimitedError | EngineOverloadedError):
-        # The REST API's Retry-After, as trailing metadata: whole seconds, at least 1.
-        retry_after = max(1, math.ceil(getattr(exc, "retry_after_s", 1.0)))
-        context.set_trailing_metadata((("retry-after", str(retry_after)),))
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-    if isinstance(exc, PermissionError):
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-    if isinstance(exc, CollectionNotFoundError):
-        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, DeadlineExceededError):
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
-    if isinstance(exc, ValueError):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    raise exc
+    """Abort with the contract's status for a client error (its code and any retry-after as trailing metadata,
+    as the REST API sends them in its body and headers); re-raise anything else, a server fault."""
+    error = classify(exc)
+    if error is None:
+        raise exc
+    metadata = [("ragjet-error-code", error.kind.code)]
+    if error.retry_after_s is not None:
+        metadata.append(("retry-after", str(error.retry_after_s)))
+    context.set_trailing_metadata(tuple(metadata))
+    await context.abort(getattr(grpc.StatusCode, error.kind.grpc_status), error.message)
 
 
-SERVICE_ERRORS = (
-    AuthError,
-    RateLimitedError,
-    PermissionError,
-    CollectionNotFoundError,
-    EngineOverloadedError,
-    DeadlineExceededError,
-    ValueError,
-)
+def ask_params(request: pb.AskRequest) -> AskParams:
+    """The transport-neutral request; proto3 sends unset scalars as 0 or empty, which mean "the default"."""
+    return AskParams(
+        question=request.question,
+        collection=request.collection or None,
+        top_k=request.top_k or None,
+        filters=dict(request.filters) or None,
+        temperature=request.temperature,
+        seed=request.seed if request.HasField("seed") else None,
+        stop=tuple(request.stop),
+        deadline_s=request.deadline_s or None,
+        **({"max_tokens": request.max_tokens} if request.max_tokens else {}),
+        **({"top_p": request.top_p} if request.HasField("top_p") else {}),
+    )
+
+
+def search_params(request: pb.SearchRequest) -> SearchParams:
+    return SearchParams(
+        query=request.query,
+        collection=request.collection or None,
+        top_k=request.top_k or None,
+        filters=dict(request.filters) or None,
+    )
 
 
 class RagJetService(pb_grpc.RagJetServicer):
@@ -87,33 +94,19 @@ class RagJetService(pb_grpc.RagJetServicer):
         self.pipeline, self.settings, self.gate = pipeline, settings, gatekeeper
         self.default_collection = settings.serve.default_collection
 
-    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+    async def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        """The caller's tenant; the key lookup reads the key store, so it runs off the event loop."""
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
         key = bearer_key(metadata.get("authorization"), metadata.get("x-api-key"))
-        return self.gate.tenant_for(key, context.peer())
+        return await asyncio.to_thread(self.gate.tenant_for, key, context.peer())
 
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AskEvent]:  # noqa: N802
         arrived_at = time.monotonic()
-        if not request.question.strip():
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "question must not be empty")
         try:
-            tenant = self._tenant(context)
-        except SERVICE_ERRORS as exc:
-            await _abort_for(exc, context)
-            raise
-        options = AskOptions(
-            collection=request.collection or self.default_collection,
-            top_k=request.top_k or None,
-            filters=dict(request.filters) or None,
-            max_tokens=request.max_tokens or 256,
-            temperature=request.temperature,
-            seed=request.seed if request.HasField("seed") else None,
-            deadline_s=request.deadline_s or None,
-            tenant=tenant,
-            arrived_at=arrived_at,
-        )
-        try:
-            async for event in self.pipeline.ask_stream(request.question, options):
+            tenant = await self._tenant(context)
+            params = ask_params(request)
+            options = params.options(self.default_collection, tenant, arrived_at)
+            async for event in self.pipeline.ask_stream(params.question, options):
                 if isinstance(event, AnswerStart):
                     start = pb.AnswerStart(
                         request_id=event.request_id, citations=[_citation(c) for c in event.citations]
@@ -123,19 +116,18 @@ class RagJetService(pb_grpc.RagJetServicer):
                     yield pb.AskEvent(delta=event.text)
                 elif isinstance(event, AnswerDone):
                     yield pb.AskEvent(done=_done(event.answer))
-        except SERVICE_ERRORS as exc:
+        except CLIENT_ERRORS as exc:
             await _abort_for(exc, context)
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:  # noqa: N802
         try:
+            tenant = await self._tenant(context)
+            params = search_params(request)
+            collection = params.collection or self.default_collection
             hits = await self.pipeline.search(
-                request.query,
-                request.collection or self.default_collection,
-                top_k=request.top_k or None,
-                filters=dict(request.filters) or None,
-                tenant=self._tenant(context),
+                params.query, collection, top_k=params.top_k, filters=params.filters, tenant=tenant
             )
-        except SERVICE_ERRORS as exc:
+        except CLIENT_ERRORS as exc:
             await _abort_for(exc, context)
             raise
         return pb.SearchResponse(
@@ -155,13 +147,13 @@ class RagJetService(pb_grpc.RagJetServicer):
         )
 
     async def Ingest(self, request: pb.IngestRequest, context: grpc.aio.ServicerContext) -> pb.IngestResponse:  # noqa: N802
-        if not request.collection or not request.paths:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "collection and at least one path are required")
         try:
-            tenant = self._tenant(context)
+            tenant = await self._tenant(context)
+            if not request.collection or not request.paths:
+                raise ValueError("collection and at least one path are required")
             paths = [allowed_path(p, self.settings.serve.ingest_roots) for p in request.paths]
             report = await self.pipeline.ingest(request.collection, paths, tenant=tenant)
-        except SERVICE_ERRORS as exc:
+        except CLIENT_ERRORS as exc:
             await _abort_for(exc, context)
             raise
         return pb.IngestResponse(report_json=json.dumps(asdict(report), default=str))

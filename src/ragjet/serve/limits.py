@@ -66,7 +66,7 @@ class BodySizeLimit:
                     "message": f"request body exceeds {limit} bytes",
                     "type": "invalid_request_error",
                     "param": None,
-                    "code": "413",
+                    "code": "request_too_large",
                 }
             }
         ).encode()

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ragjet.rag.requests import AskParams, DeadlineS, MaxTokens, Temperature, TopK, TopP
 from ragjet.rag.types import Answer, Citation
 
 
@@ -28,9 +29,9 @@ class RagOptions(Strict):
     """ragjet's extension of the OpenAI request, sent as `ragjet: {...}` (extra_body in the openai client)."""
 
     collection: str | None = None
-    top_k: int | None = Field(None, ge=1, le=50)
+    top_k: TopK | None = None
     filters: dict[str, Any] | None = None
-    deadline_s: float | None = Field(None, gt=0, le=3600)
+    deadline_s: DeadlineS | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -38,10 +39,10 @@ class ChatCompletionRequest(BaseModel):
     model: str = "ragjet"
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
@@ -57,10 +58,22 @@ class ChatCompletionRequest(BaseModel):
     def question(self) -> str:
         return next(m.text() for m in reversed(self.messages) if m.role == "user" and m.text().strip())
 
-    def stop_strings(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+    def ask_params(self, collection: str) -> AskParams:
+        """The transport-neutral request: the last user message, asked of `collection`."""
+        stop = () if self.stop is None else (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        return AskParams(
+            question=self.question(),
+            collection=collection,
+            top_k=self.ragjet.top_k,
+            filters=self.ragjet.filters,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=stop,
+            deadline_s=self.ragjet.deadline_s,
+            **({"max_tokens": max_tokens} if max_tokens else {}),
+        )
 
 
 class CitationOut(BaseModel):
@@ -172,13 +185,6 @@ class EmbeddingResponse(BaseModel):
     usage: EmbeddingUsage
 
 
-class SearchRequest(Strict):
-    query: str = Field(min_length=1, max_length=8192)
-    collection: str | None = None
-    top_k: int = Field(5, ge=1, le=100)
-    filters: dict[str, Any] | None = None
-
-
 class SearchResultOut(BaseModel):
     rank: int
     chunk_id: str
@@ -200,14 +206,3 @@ class SearchResponse(BaseModel):
 
 class CollectionCreate(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody

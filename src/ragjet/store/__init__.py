@@ -2,11 +2,12 @@
 
 from ragjet.store.catalog import delete_collection, list_collections
 from ragjet.store.collection import Collection
-from ragjet.store.errors import CollectionError, CollectionNotFoundError, EmbedderMismatchError
+from ragjet.store.errors import CollectionBusyError, CollectionError, CollectionNotFoundError, EmbedderMismatchError
 from ragjet.store.types import CollectionInfo, DocumentInfo
 
 __all__ = [
     "Collection",
+    "CollectionBusyError",
     "CollectionError",
     "CollectionInfo",
     "CollectionNotFoundError",

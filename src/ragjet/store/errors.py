@@ -18,3 +18,13 @@ class CollectionNotFoundError(CollectionError):
 
 class EmbedderMismatchError(CollectionError):
     """The collection's vectors came from another embedder; mixing them would give meaningless scores."""
+
+
+class CollectionBusyError(CollectionError):
+    """Another request is writing the collection (an ingest holds its writer); retry when it finishes."""
+
+    def __init__(self, name: str, retry_after_s: float = 5.0):
+        super().__init__(
+            f"collection {name!r} is being written by another request (an ingest is running); retry when it finishes"
+        )
+        self.name, self.retry_after_s = name, retry_after_s

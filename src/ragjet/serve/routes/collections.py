@@ -1,7 +1,12 @@
-"""Collections and their documents: create, list, upload (ingest), delete."""
+"""Collections and their documents: create, list, upload (ingest), delete.
+
+Every route awaits the pipeline, which does the blocking work (SQLite, file writes, ingest) in threads,
+so one collection's long ingest never stalls the event loop that serves everyone else.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -31,24 +36,37 @@ def _looks_like_its_type(name: str, head: bytes) -> bool:
     return b"\x00" not in head
 
 
+def _save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
+    """Write each upload whole or not at all (a .part file renamed into place)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for filename, data in files:
+        target = folder / filename
+        tmp = target.with_suffix(target.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        saved.append(target)
+    return saved
+
+
 @router.get("")
 async def list_collections(pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
-    return {"collections": [asdict(c) for c in pipeline.list_collections(tenant)]}
+    return {"collections": [asdict(c) for c in await pipeline.list_collections(tenant)]}
 
 
 @router.post("", status_code=201)
 async def create_collection(body: CollectionCreate, pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
-    return asdict(pipeline.create_collection(body.name, tenant))
+    return asdict(await pipeline.create_collection(body.name, tenant))
 
 
 @router.delete("/{name}", status_code=204)
 async def delete_collection(name: str, pipeline: PipelineDep, tenant: TenantDep) -> None:
-    pipeline.delete_collection(name, tenant)
+    await pipeline.delete_collection(name, tenant)
 
 
 @router.get("/{name}/documents")
 async def list_documents(name: str, pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
-    return {"documents": [asdict(d) for d in pipeline.documents(name, tenant)]}
+    return {"documents": [asdict(d) for d in await pipeline.documents(name, tenant)]}
 
 
 @router.post("/{name}/documents")
@@ -57,7 +75,7 @@ async def upload_documents(
 ) -> dict[str, object]:
     """Store uploads under the data dir (stable sources, so a re-upload replaces the old version) and ingest."""
     folder = settings.data_dir.expanduser() / "uploads" / tenant / CollectionCreate(name=name).name
-    saved = []
+    received = []
     for upload in files:
         filename = safe_upload_name(upload.filename)
         data = await upload.read()
@@ -65,17 +83,13 @@ async def upload_documents(
             raise HTTPException(
                 415, f"file {upload.filename!r}: content does not match its {Path(filename).suffix} type"
             )
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / filename
-        tmp = target.with_suffix(target.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        saved.append(target)
+        received.append((filename, data))
+    saved = await asyncio.to_thread(_save_uploads, folder, received)
     report = await pipeline.ingest(name, saved, tenant=tenant)
     return {"collection": name, "report": asdict(report)}
 
 
 @router.delete("/{name}/documents", status_code=204)
 async def delete_document(name: str, source: str, pipeline: PipelineDep, tenant: TenantDep) -> None:
-    if not pipeline.delete_document(name, source, tenant):
+    if not await pipeline.delete_document(name, source, tenant):
         raise HTTPException(404, f"collection {name!r} has no document {source!r}")

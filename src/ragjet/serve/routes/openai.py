@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -12,7 +11,9 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart, AskOptions
+from ragjet.config import Settings
+from ragjet.rag.types import Answer, AnswerDelta, AnswerDone, AnswerStart
+from ragjet.serve.contract import UnknownModelError
 from ragjet.serve.deps import PipelineDep, SettingsDep, TenantDep
 from ragjet.serve.schemas import (
     AssistantMessage,
@@ -32,30 +33,27 @@ from ragjet.serve.schemas import (
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-def resolve_collection(requested: str | None, model: str, known: set[str], default: str) -> str:
-    """`ragjet.collection` wins; else an OpenAI `model` naming a collection; else the default collection."""
+DEFAULT_MODEL = "ragjet"  # the OpenAI model name that means the server's default collection
+
+
+def model_names(settings: Settings, collections: list[str]) -> list[str]:
+    """Every `model` a client may send: ragjet, the configured aliases, then the caller's collections."""
+    return list(dict.fromkeys([DEFAULT_MODEL, *settings.serve.model_aliases, *collections]))
+
+
+def resolve_collection(model: str, requested: str | None, settings: Settings, collections: list[str]) -> str:
+    """`ragjet.collection` wins; else `model` names a collection, or means the default one (ragjet, an alias).
+
+    Any other model is UnknownModelError (a 404 that lists the models), never a silent fall back to
+    the default collection: a typo must not answer from another collection.
+    """
     if requested:
         return requested
-    return model if model in known else default
-
-
-def ask_options(
-    req: ChatCompletionRequest, collection: str, tenant: str, arrived_at: float | None = None
-) -> AskOptions:
-    max_tokens = req.max_completion_tokens or req.max_tokens or 256
-    return AskOptions(
-        collection=collection,
-        top_k=req.ragjet.top_k,
-        filters=req.ragjet.filters,
-        max_tokens=max_tokens,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        seed=req.seed,
-        stop=req.stop_strings(),
-        deadline_s=req.ragjet.deadline_s,
-        tenant=tenant,
-        arrived_at=arrived_at,
-    )
+    if model in collections:
+        return model
+    if model == DEFAULT_MODEL or model in settings.serve.model_aliases:
+        return settings.serve.default_collection
+    raise UnknownModelError(model, model_names(settings, collections))
 
 
 def completion_body(answer: Answer, model: str) -> ChatCompletion:
@@ -116,13 +114,12 @@ async def chat_completions(
     req: ChatCompletionRequest, request: Request, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from a collection, with citations (OpenAI chat completions schema)."""
-    known: set[str] = set()
-    if not req.ragjet.collection:  # listing reads every collection's store: off the loop, and only when needed
-        known = {c.name for c in await asyncio.to_thread(pipeline.list_collections, tenant)}
-    collection = resolve_collection(req.ragjet.collection, req.model, known, settings.serve.default_collection)
-    options = ask_options(req, collection, tenant, getattr(request.state, "arrived_at", None))
+    collections = [] if req.ragjet.collection else [c.name for c in await pipeline.list_collections(tenant)]
+    collection = resolve_collection(req.model, req.ragjet.collection, settings, collections)
+    params = req.ask_params(collection)
+    options = params.options(settings.serve.default_collection, tenant, getattr(request.state, "arrived_at", None))
     if req.stream:
-        events = pipeline.ask_stream(req.question(), options)
+        events = pipeline.ask_stream(params.question, options)
         first = await anext(aiter(events))  # surface 404/400/429 as a status before the stream starts
 
         async def replay() -> AsyncIterator[object]:
@@ -131,7 +128,7 @@ async def chat_completions(
                 yield event
 
         return StreamingResponse(stream_chunks(replay(), req.model), media_type="text/event-stream")
-    answer = await pipeline.ask(req.question(), options)
+    answer = await pipeline.ask(params.question, options)
     return completion_body(answer, req.model)
 
 
@@ -154,7 +151,7 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 
 @router.get("/models")
-async def models(pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
+async def models(pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep) -> dict[str, object]:
     """Collections are offered as models, so a plain OpenAI client can pick one by name."""
-    names = ["ragjet", *(c.name for c in pipeline.list_collections(tenant))]
+    names = model_names(settings, [c.name for c in await pipeline.list_collections(tenant)])
     return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "ragjet"} for n in names]}

@@ -6,14 +6,15 @@ import time
 
 from fastapi import APIRouter
 
+from ragjet.rag.requests import SearchParams
 from ragjet.serve.deps import PipelineDep, SettingsDep, TenantDep
-from ragjet.serve.schemas import SearchRequest, SearchResponse, SearchResultOut
+from ragjet.serve.schemas import SearchResponse, SearchResultOut
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(req: SearchRequest, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep) -> SearchResponse:
+async def search(req: SearchParams, pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep) -> SearchResponse:
     collection = req.collection or settings.serve.default_collection
     start = time.perf_counter()
     hits = await pipeline.search(req.query, collection, top_k=req.top_k, filters=req.filters, tenant=tenant)
