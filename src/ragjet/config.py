@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Device = Literal["auto", "cpu", "cuda"]
+# "auto" (a GPU when there is one), "cpu", "cuda" (the current GPU) or "cuda:N" (GPU N of several).
+Device = Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
 
 
 class Section(BaseModel):
@@ -102,6 +103,10 @@ class LLMSettings(Section):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     max_waiting: int = Field(256, ge=1, description="bounded waiting queue; beyond it requests are refused")
     enable_prefix_caching: bool = True
+    num_speculative_tokens: int = Field(
+        3, ge=0, description="prompt-lookup draft tokens verified per greedy decode step (0 = no speculative decoding)"
+    )
+    max_speculative_seqs: int = Field(4, ge=1, description="draft only in decode steps of at most this many sequences")
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_api_key: str = ""
     openai_model: str = ""
@@ -127,6 +132,9 @@ class ServeSettings(Section):
     max_request_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload request")
     default_collection: str = Field("python-docs", description="answers come from here when a request names none")
+    model_aliases: list[str] = Field(
+        default_factory=list, description="OpenAI model names that, like `ragjet`, mean the default collection"
+    )
     auth_enabled: bool = Field(True, description="require an API key on every route but health (off only for demos)")
     rate_limit_per_s: float = Field(20.0, gt=0, description="sustained requests per second per API key (or client)")
     rate_limit_burst: int = Field(40, ge=1, description="requests a key may send at once before rate limiting")

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragjet.config import IndexSettings
-from ragjet.index import INDEX_KINDS, FlatIndex, build_index, load_index
+from ragjet.index import INDEX_KINDS, FlatIndex, IndexParams, build_index, load_index
 from support.vectors import DIM, VectorSet
 
 
 @pytest.mark.parametrize("kind", INDEX_KINDS)
 def test_build_save_and_load_every_kind(kind: str, vector_set: VectorSet, tmp_path: Path) -> None:
-    index = build_index(IndexSettings(kind=kind, pq_m=8, device="cpu"), DIM)
+    index = build_index(IndexParams(kind=kind, pq_m=8), DIM, device="cpu")
     assert index.kind == kind and index.dim == DIM
     index.add(vector_set.ids[:500], vector_set.vectors[:500])
     index.save(tmp_path / "vectors.npz")
@@ -28,7 +27,7 @@ def test_build_save_and_load_every_kind(kind: str, vector_set: VectorSet, tmp_pa
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
 def test_damaged_files_raise_a_clear_error(kind: str, damage: str, vector_set: VectorSet, tmp_path: Path) -> None:
     path = tmp_path / "vectors.npz"
-    index = build_index(IndexSettings(kind=kind, pq_m=8, device="cpu"), DIM)
+    index = build_index(IndexParams(kind=kind, pq_m=8), DIM, device="cpu")
     index.add(vector_set.ids, vector_set.vectors)
     index.save(path)
     data = bytearray(path.read_bytes())
@@ -52,4 +51,4 @@ def test_missing_file_and_unknown_kind(tmp_path: Path) -> None:
 
 
 def test_flat_is_the_exact_default() -> None:
-    assert isinstance(build_index(IndexSettings(device="cpu"), DIM), FlatIndex)
+    assert isinstance(build_index(IndexParams(), DIM, device="cpu"), FlatIndex)

@@ -9,22 +9,21 @@ import faiss
 import numpy as np
 import pytest
 
-from ragjet.config import IndexSettings
-from ragjet.index import FaissIndex, load_index
+from ragjet.index import FaissIndex, IndexParams, load_index
 from ragjet.index.faiss_gpu import GpuReplica, gpu_available
 from support.vectors import DIM, VectorSet, clustered, exact_top_k, recall
 
 ANN_KINDS = ("ivf_flat", "ivf_pq", "hnsw")
 
 
-def settings(kind: str, refine_factor: int = 4) -> IndexSettings:
-    return IndexSettings(kind=kind, pq_m=16, nprobe=16, ef_search=64, refine_factor=refine_factor)
+def params(kind: str, refine_factor: int = 4) -> IndexParams:
+    return IndexParams(kind=kind, pq_m=16, nprobe=16, ef_search=64, refine_factor=refine_factor)
 
 
 @pytest.fixture(scope="module", params=ANN_KINDS)
 def built(request: pytest.FixtureRequest, vector_set: VectorSet) -> FaissIndex:
     """One trained index per kind, shared by the tests that only search it."""
-    index = FaissIndex(DIM, settings(request.param))
+    index = FaissIndex(DIM, params(request.param))
     index.add(vector_set.ids, vector_set.vectors)
     return index
 
@@ -47,7 +46,7 @@ def test_refine_wins_back_the_recall_pq_loses(vector_set: VectorSet) -> None:
     expected = exact_top_k(vector_set.queries, vector_set.vectors, vector_set.ids, 10)
     found = {}
     for refine_factor in (1, 4):
-        index = FaissIndex(DIM, settings("ivf_pq", refine_factor))
+        index = FaissIndex(DIM, params("ivf_pq", refine_factor))
         index.add(vector_set.ids, vector_set.vectors)
         found[refine_factor] = recall(index.search(vector_set.queries, 10)[1], expected)
     assert found[1] < 0.9 <= found[4]
@@ -67,7 +66,7 @@ def test_allowed_ids_are_respected(
 
 def test_too_few_vectors_to_train_search_exactly_and_say_so(caplog: pytest.LogCaptureFixture) -> None:
     vectors = clustered(np.random.default_rng(3), 300)
-    index = FaissIndex(DIM, settings("ivf_pq"))
+    index = FaissIndex(DIM, params("ivf_pq"))
     with caplog.at_level(logging.INFO, logger="ragjet.index.faiss_index"):
         index.add(np.arange(300), vectors)
     assert "too few to train" in caplog.text
@@ -79,7 +78,7 @@ def test_too_few_vectors_to_train_search_exactly_and_say_so(caplog: pytest.LogCa
 
 @pytest.mark.parametrize("kind", ANN_KINDS)
 def test_removed_ids_are_never_returned(kind: str, vector_set: VectorSet) -> None:
-    index = FaissIndex(DIM, settings(kind))
+    index = FaissIndex(DIM, params(kind))
     index.add(vector_set.ids, vector_set.vectors)
     _, before = index.search(vector_set.queries, 10)
     gone = np.unique(before[:, :5])
@@ -90,7 +89,7 @@ def test_removed_ids_are_never_returned(kind: str, vector_set: VectorSet) -> Non
 
 
 def test_hnsw_rebuilds_its_graph_when_tombstones_pile_up(vector_set: VectorSet) -> None:
-    index = FaissIndex(DIM, settings("hnsw"))
+    index = FaissIndex(DIM, params("hnsw"))
     index.add(vector_set.ids[:2000], vector_set.vectors[:2000])
     index.remove(vector_set.ids[:1000])  # half the graph: rebuilt without them
     _, ids = index.search(vector_set.queries, 10)
@@ -100,7 +99,7 @@ def test_hnsw_rebuilds_its_graph_when_tombstones_pile_up(vector_set: VectorSet) 
 
 @pytest.mark.parametrize("kind", ANN_KINDS)
 def test_save_load_round_trip_keeps_results(kind: str, vector_set: VectorSet, tmp_path: Path) -> None:
-    index = FaissIndex(DIM, settings(kind))
+    index = FaissIndex(DIM, params(kind))
     index.add(vector_set.ids, vector_set.vectors)
     index.remove(vector_set.ids[:10])
     index.save(tmp_path / "vectors.npz")
@@ -113,7 +112,7 @@ def test_save_load_round_trip_keeps_results(kind: str, vector_set: VectorSet, tm
 
 
 def test_bad_input_is_refused(vector_set: VectorSet) -> None:
-    index = FaissIndex(DIM, settings("hnsw"))
+    index = FaissIndex(DIM, params("hnsw"))
     index.add(vector_set.ids[:10], vector_set.vectors[:10])
     with pytest.raises(ValueError, match="shape"):
         index.add(np.arange(2), np.zeros((2, DIM + 1), np.float32))
@@ -128,9 +127,9 @@ def test_bad_input_is_refused(vector_set: VectorSet) -> None:
     with pytest.raises(ValueError, match="shape"):
         index.search(np.zeros((1, 8), np.float32), 3)
     with pytest.raises(ValueError, match="pq_m=7"):
-        FaissIndex(DIM, IndexSettings(kind="ivf_pq", pq_m=7))
+        FaissIndex(DIM, IndexParams(kind="ivf_pq", pq_m=7))
     with pytest.raises(ValueError, match="not 'flat'"):
-        FaissIndex(DIM, IndexSettings(kind="flat"))
+        FaissIndex(DIM, IndexParams(kind="flat"))
 
 
 def test_gpu_replica_serves_unfiltered_search_and_follows_changes(vector_set: VectorSet) -> None:
@@ -141,8 +140,8 @@ def test_gpu_replica_serves_unfiltered_search_and_follows_changes(vector_set: Ve
         copies.append(faiss.clone_index(source))
         return copies[-1]
 
-    replica, reference = GpuReplica(to_gpu), FaissIndex(DIM, settings("ivf_flat"))
-    index = FaissIndex(DIM, settings("ivf_flat"), gpu=replica)
+    replica, reference = GpuReplica(to_gpu), FaissIndex(DIM, params("ivf_flat"))
+    index = FaissIndex(DIM, params("ivf_flat"), gpu=replica)
     for target in (index, reference):
         target.add(vector_set.ids[:3000], vector_set.vectors[:3000])
     assert not replica.is_live  # made on the first search, not at build
@@ -170,5 +169,5 @@ def test_cuda_index_device_without_faiss_gpu_is_a_clear_error() -> None:
     if gpu_available():
         pytest.skip("this faiss build has a GPU")
     with pytest.raises(ValueError, match="faiss-gpu"):
-        FaissIndex(DIM, IndexSettings(kind="ivf_flat", device="cuda"))
-    assert FaissIndex(DIM, IndexSettings(kind="ivf_flat", device="auto"))._gpu is None
+        FaissIndex(DIM, IndexParams(kind="ivf_flat"), device="cuda")
+    assert FaissIndex(DIM, IndexParams(kind="ivf_flat"), device="auto")._gpu is None

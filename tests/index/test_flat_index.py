@@ -68,3 +68,23 @@ def test_bad_input_is_refused(ids: np.ndarray, vectors: np.ndarray, message: str
         FlatIndex(32, device="cpu").add(ids, vectors)
     with pytest.raises(ValueError, match="k must"):
         FlatIndex(32, device="cpu").search(np.zeros((1, 32), np.float32), 0)
+
+
+def test_adds_grow_the_storage_by_doubling_and_searches_stay_exact() -> None:
+    """3,000 vectors added 10 at a time (as an ingest adds a document's chunks): the matrix is reallocated only
+    when its capacity doubles, and a batch of queries gets what each query alone gets, exactly numpy's answer."""
+    rng = np.random.default_rng(2)
+    vectors, queries = unit(rng, 3000), unit(rng, 16)
+    index = FlatIndex(32, device="cpu")
+    buffers = set()
+    for start in range(0, 3000, 10):
+        index.add(np.arange(start, start + 10), vectors[start : start + 10])
+        buffers.add(index._storage.data_ptr())
+    assert len(buffers) == 3 and len(index._storage) == 4096  # 1,024 -> 2,048 -> 4,096 rows
+    index.remove(np.arange(0, 3000, 2))  # compacted in place
+    assert len(index) == 1500 and index._storage.data_ptr() in buffers
+    kept = vectors[1::2]
+    _, batch = index.search(queries, 5)
+    np.testing.assert_array_equal(batch, np.argsort(-(queries @ kept.T), axis=1)[:, :5] * 2 + 1)
+    for q, row in zip(queries, batch, strict=True):
+        np.testing.assert_array_equal(index.search(q[None], 5)[1][0], row)

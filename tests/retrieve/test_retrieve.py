@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragjet.config import IndexSettings, RetrieveSettings
+from ragjet.config import RetrieveSettings
 from ragjet.embed.embedder import Embedder
+from ragjet.index import IndexParams
 from ragjet.ingest.chunker import Chunker
-from ragjet.ingest.pipeline import ingest_paths
+from ragjet.rag.ingestion import ingest_paths
 from ragjet.retrieve import Retriever, reciprocal_rank_fusion
 from ragjet.store import Collection
 
@@ -23,7 +24,7 @@ def embedder() -> Embedder:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory, corpus_dir: Path, embedder: Embedder) -> Collection:
     root = tmp_path_factory.mktemp("collections")
-    created = Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexSettings())
+    created = Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexParams())
     ingest_paths(created, [corpus_dir], embedder, Chunker(embedder.tokenizer, max_tokens=48, overlap_tokens=0))
     return Collection.open(root, "facts")
 

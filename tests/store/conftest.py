@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ragjet.config import IndexSettings
 from ragjet.embed.embedder import Embedder
+from ragjet.index import IndexParams
 from ragjet.ingest.chunker import Chunker
 from ragjet.store import Collection
 
@@ -37,4 +37,4 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def collection(root: Path, embedder: Embedder) -> Collection:
-    return Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexSettings())
+    return Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexParams())

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragjet.config import IndexSettings, RetrieveSettings
+from ragjet.config import RetrieveSettings
 from ragjet.embed.embedder import Embedder
-from ragjet.ingest.pipeline import ingest_paths
+from ragjet.index import IndexParams
+from ragjet.rag.ingestion import ingest_paths
 from ragjet.retrieve import Retriever
 from ragjet.store import (
     Collection,
@@ -68,16 +69,16 @@ def test_a_changed_file_replaces_its_chunks_and_delete_removes_them(collection, 
 
 
 def test_create_open_list_and_delete(root, embedder) -> None:
-    Collection.create(root, "a", embedder.model_id, embedder.dim, IndexSettings())
-    Collection.create(root, "b", embedder.model_id, embedder.dim, IndexSettings(kind="hnsw"))
+    Collection.create(root, "a", embedder.model_id, embedder.dim, IndexParams())
+    Collection.create(root, "b", embedder.model_id, embedder.dim, IndexParams(kind="hnsw"))
     assert [(c.name, c.index_kind, c.num_chunks) for c in list_collections(root)] == [
         ("a", "flat", 0),
         ("b", "hnsw", 0),
     ]
     with pytest.raises(CollectionError, match="already exists"):
-        Collection.create(root, "a", embedder.model_id, embedder.dim, IndexSettings())
+        Collection.create(root, "a", embedder.model_id, embedder.dim, IndexParams())
     with pytest.raises(CollectionError, match="invalid collection name"):
-        Collection.create(root, "../escape", embedder.model_id, embedder.dim, IndexSettings())
+        Collection.create(root, "../escape", embedder.model_id, embedder.dim, IndexParams())
     delete_collection(root, "a")
     with pytest.raises(CollectionNotFoundError, match="'a'"):
         Collection.open(root, "a")
@@ -87,7 +88,7 @@ def test_create_open_list_and_delete(root, embedder) -> None:
 
 
 def test_an_embedder_mismatch_is_refused_before_anything_is_written(root, docs, embedder, chunker) -> None:
-    other = Collection.create(root, "other", "some-other-model:abc", 768, IndexSettings())
+    other = Collection.create(root, "other", "some-other-model:abc", 768, IndexParams())
     with pytest.raises(EmbedderMismatchError, match="some-other-model:abc.*all_minilm"):
         ingest_paths(other, [docs], embedder, chunker)
     assert Collection.open(root, "other").info().num_documents == 0

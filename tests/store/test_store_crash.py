@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragjet.config import IndexSettings, RetrieveSettings
-from ragjet.ingest.pipeline import ingest_paths
+from ragjet.config import RetrieveSettings
+from ragjet.index import IndexParams
+from ragjet.rag.ingestion import ingest_paths
 from ragjet.retrieve import Retriever
 from ragjet.store import Collection
 from ragjet.store.chunk_store import StoredChunk
@@ -32,7 +33,7 @@ def test_killed_ingest_leaves_each_document_old_or_new(root, tmp_path, embedder,
     docs = tmp_path / "notes"
     write_docs(docs, "old")
     ingest_paths(
-        Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexSettings(kind="flat")),
+        Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexParams(kind="flat")),
         [docs],
         embedder,
         chunker,

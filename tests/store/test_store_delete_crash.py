@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragjet.config import IndexSettings
-from ragjet.ingest.pipeline import ingest_paths
+from ragjet.index import IndexParams
+from ragjet.rag.ingestion import ingest_paths
 from ragjet.store import Collection, CollectionNotFoundError, delete_collection, list_collections
 
 CHILD = Path(__file__).with_name("delete_child.py")
@@ -28,7 +28,7 @@ def facts(root: Path, tmp_path: Path, embedder, chunker) -> list[str]:  # type: 
     for i in range(NUM_DOCS):
         body = "\n\n".join(f"Note {i}.{p}: harbour {i} keeps lamp {p} lit all night." for p in range(4))
         (docs / f"note{i}.md").write_text(f"# Note {i}\n\n{body}\n")
-    collection = Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexSettings(kind="flat"))
+    collection = Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexParams(kind="flat"))
     ingest_paths(collection, [docs], embedder, chunker)
     return [d.source for d in collection.documents()]
 
@@ -85,5 +85,5 @@ def test_killed_collection_delete_leaves_it_gone(root, facts, embedder, point) -
         Collection.open(root, "facts")
     with pytest.raises(CollectionNotFoundError):
         delete_collection(root, "facts")
-    fresh = Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexSettings(kind="flat"))
+    fresh = Collection.create(root, "facts", embedder.model_id, embedder.dim, IndexParams(kind="flat"))
     assert fresh.info().num_documents == 0 and len(fresh.index) == 0

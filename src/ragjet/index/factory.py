@@ -1,4 +1,4 @@
-"""Build the vector index a collection's settings name, and load any saved index by the kind stored in it."""
+"""Build the vector index a collection's parameters name, and load any saved index by the kind stored in it."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ragjet.config import IndexSettings
 from ragjet.index.base import VectorIndex
 from ragjet.index.faiss_index import FaissIndex
 from ragjet.index.flat import FlatIndex
+from ragjet.index.params import INDEX_KINDS, IndexParams
 
-INDEX_KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
 
-
-def build_index(settings: IndexSettings, dim: int) -> VectorIndex:
-    if settings.kind == "flat":
-        return FlatIndex(dim, settings.device)
-    return FaissIndex(dim, settings)
+def build_index(params: IndexParams, dim: int, device: str = "auto") -> VectorIndex:
+    """A new empty index; ``device`` (index.device) is where it searches."""
+    if params.kind == "flat":
+        return FlatIndex(dim, device)
+    return FaissIndex(dim, params, device)
 
 
 def load_index(path: Path, device: str = "auto") -> VectorIndex:
@@ -31,5 +30,5 @@ def load_index(path: Path, device: str = "auto") -> VectorIndex:
     if kind == "flat":
         return FlatIndex.load(path, device)
     if kind in INDEX_KINDS:
-        return FaissIndex.load(path)
+        return FaissIndex.load(path, device)
     raise ValueError(f"{path}: unknown index kind {kind!r}")

@@ -21,8 +21,8 @@ import faiss
 import numpy as np
 
 from ragjet.atomic import atomic_write
-from ragjet.config import IndexSettings
 from ragjet.index.faiss_gpu import GpuReplica, wants_gpu
+from ragjet.index.params import IndexParams
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,20 @@ EXACT_FILTER_LIMIT = 50_000  # filtered searches over at most this many ids are 
 
 
 class FaissIndex:
-    def __init__(self, dim: int, settings: IndexSettings, gpu: GpuReplica | None = None):
-        """`gpu`: where unfiltered IVF searches go; by default a GPU replica when `settings.device` and faiss allow."""
-        if settings.kind not in MIN_TRAIN:
-            raise ValueError(f"FaissIndex builds {', '.join(MIN_TRAIN)}, not {settings.kind!r}")
-        if settings.kind == "ivf_pq" and dim % settings.pq_m:
-            raise ValueError(f"index.pq_m={settings.pq_m} must divide the vector dimension {dim}")
-        self.dim, self.settings = dim, settings
-        self.kind: str = settings.kind
+    def __init__(self, dim: int, params: IndexParams, device: str = "auto", gpu: GpuReplica | None = None):
+        """`gpu`: where unfiltered IVF searches go; by default a GPU replica when `device` and faiss allow."""
+        if params.kind not in MIN_TRAIN:
+            raise ValueError(f"FaissIndex builds {', '.join(MIN_TRAIN)}, not {params.kind!r}")
+        if params.kind == "ivf_pq" and dim % params.pq_m:
+            raise ValueError(f"index.pq_m={params.pq_m} must divide the vector dimension {dim}")
+        self.dim, self.params = dim, params
+        self.kind: str = params.kind
         self._ids = np.empty(0, dtype=np.int64)
         self._vectors = np.empty((0, dim), dtype=np.float32)
         self._row: dict[int, int] = {}
         self._tombstones: set[int] = set()
         self._ann: faiss.Index | None = None
-        use_gpu = settings.kind != "hnsw" and wants_gpu(settings.device)
+        use_gpu = params.kind != "hnsw" and wants_gpu(device)
         self._gpu = gpu if gpu is not None else (GpuReplica() if use_gpu else None)
 
     def __len__(self) -> int:
@@ -100,9 +100,9 @@ class FaissIndex:
         if self._ann is None or (allowed_ids is not None and len(allowed_ids) <= EXACT_FILTER_LIMIT):
             rows = np.arange(len(self)) if allowed_ids is None else self._rows_of(allowed_ids)
             return _exact(queries, self._vectors[rows], self._ids[rows], k)
-        wanted = min(k * self.settings.refine_factor + len(self._tombstones), len(self) + len(self._tombstones))
+        wanted = min(k * self.params.refine_factor + len(self._tombstones), len(self) + len(self._tombstones))
         if self._gpu is not None and allowed_ids is None:
-            candidates = self._gpu.search(self._ann, queries, max(wanted, 1), self.settings.nprobe)
+            candidates = self._gpu.search(self._ann, queries, max(wanted, 1), self.params.nprobe)
         else:
             _, candidates = self._ann.search(queries, max(wanted, 1), params=self._params(allowed_ids))
         scores, ids = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
@@ -117,12 +117,12 @@ class FaissIndex:
     def _params(self, allowed_ids: np.ndarray | None) -> faiss.SearchParameters:
         selector = None if allowed_ids is None else faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.settings.ef_search)  # type: ignore[attr-defined]
-        return faiss.SearchParametersIVF(sel=selector, nprobe=self.settings.nprobe)  # type: ignore[call-arg]
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.params.ef_search)  # type: ignore[attr-defined]
+        return faiss.SearchParametersIVF(sel=selector, nprobe=self.params.nprobe)  # type: ignore[call-arg]
 
     def _build(self) -> None:
         """(Re)build the ANN over every stored vector, training IVF centroids and PQ codebooks on them."""
-        n, s = len(self), self.settings
+        n, s = len(self), self.params
         ann: faiss.Index
         if self.kind == "hnsw":
             ann = faiss.IndexIDMap2(faiss.IndexHNSWFlat(self.dim, s.hnsw_m, faiss.METRIC_INNER_PRODUCT))
@@ -142,17 +142,18 @@ class FaissIndex:
             self._gpu.drop()
 
     def save(self, path: Path) -> None:
-        meta = {"kind": self.kind, "settings": self.settings.model_dump(), "tombstones": sorted(self._tombstones)}
+        meta = {"kind": self.kind, "params": self.params.to_dict(), "tombstones": sorted(self._tombstones)}
         ann = np.zeros(0, np.uint8) if self._ann is None else faiss.serialize_index(self._ann)
         with atomic_write(path) as f:
             np.savez(f, kind=self.kind, meta=json.dumps(meta), ids=self._ids, vectors=self._vectors, ann=ann)
 
     @classmethod
-    def load(cls, path: Path) -> FaissIndex:
+    def load(cls, path: Path, device: str = "auto") -> FaissIndex:
         try:
             with np.load(path) as data:
                 meta = json.loads(str(data["meta"]))
-                index = cls(data["vectors"].shape[1], IndexSettings.model_validate(meta["settings"]))
+                params = IndexParams.from_dict(meta.get("params") or meta["settings"])  # "settings": layout 1
+                index = cls(data["vectors"].shape[1], params, device)
                 index._ids, index._vectors = data["ids"].astype(np.int64), data["vectors"].astype(np.float32)
                 if len(data["ann"]):
                     index._ann = faiss.deserialize_index(data["ann"])

@@ -1,4 +1,6 @@
-"""Exact vector search: one matmul against every stored vector, then top-k. fp16 storage on CUDA.
+"""Exact vector search: one matmul of a batch of queries against every stored vector, then top-k. fp16 storage on
+CUDA, grown by doubling its capacity (an ingest adding a few chunks at a time copies the matrix O(log N) times,
+not once per add).
 
 The exact index is the reference the approximate ones are measured against, the rescoring stage of
 two-stage retrieval, and the backup index when an approximate one fails.
@@ -16,6 +18,7 @@ from ragjet.atomic import atomic_write
 from ragjet.device import pick_device
 
 CHUNK_ROWS = 262_144  # scores computed this many stored vectors at a time, so 1M x 384 stays in memory
+MIN_CAPACITY = 1024  # rows first allocated
 
 
 class FlatIndex:
@@ -27,11 +30,24 @@ class FlatIndex:
         self.dim = dim
         self.device = pick_device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self._vectors = torch.empty(0, dim, dtype=self.dtype, device=self.device)
+        self._storage = torch.empty(0, dim, dtype=self.dtype, device=self.device)  # rows past len(self) unused
         self._ids = np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    @property
+    def _vectors(self) -> torch.Tensor:
+        return self._storage[: len(self._ids)]
+
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` vectors: the storage doubles (at least) when it runs out."""
+        if rows <= len(self._storage):
+            return
+        grown = torch.empty(max(rows, 2 * len(self._storage), MIN_CAPACITY), self.dim, dtype=self.dtype,
+                            device=self.device)  # fmt: skip
+        grown[: len(self)] = self._vectors
+        self._storage = grown
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids, vectors = np.asarray(ids, dtype=np.int64), self._checked(vectors)
@@ -39,12 +55,15 @@ class FlatIndex:
             raise ValueError(f"got {len(ids)} ids for {len(vectors)} vectors")
         if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids).any():
             raise ValueError("ids must be unique and not already in the index")
-        self._vectors = torch.cat([self._vectors, torch.from_numpy(vectors).to(self.device, self.dtype)])
+        start = len(self)
+        self._reserve(start + len(ids))
+        self._storage[start : start + len(ids)] = torch.from_numpy(vectors).to(self.device, self.dtype)
         self._ids = np.concatenate([self._ids, ids])
 
     def remove(self, ids: np.ndarray) -> None:
         keep = ~np.isin(self._ids, np.asarray(ids, dtype=np.int64))
-        self._vectors = self._vectors[torch.from_numpy(keep).to(self.device)]
+        kept = self._vectors[torch.from_numpy(keep).to(self.device)]
+        self._storage[: len(kept)] = kept
         self._ids = self._ids[keep]
 
     def search(

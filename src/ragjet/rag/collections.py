@@ -1,7 +1,10 @@
 """Open collections and their retrievers, cached per name and reopened when a collection changes on disk.
 
 Many requests search one collection at once, so each name maps to one shared (collection, retriever)
-pair; a lock per name serialises writers (ingest, deletes) while readers keep the pair they hold.
+pair; a lock per name serialises writers (ingest, deletes) while readers keep the pair they hold. Readers
+never take that lock: SQLite in WAL mode gives them a consistent snapshot while a writer works. An
+ingest waits its turn; a delete, a quick request a user waits on, is refused with CollectionBusyError
+rather than wait behind a long ingest.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 
 from ragjet.config import Settings
 from ragjet.embed.embedder import Embedder
+from ragjet.index import IndexParams
 from ragjet.retrieve import Retriever
 from ragjet.store import (
     Collection,
+    CollectionBusyError,
     CollectionInfo,
     CollectionNotFoundError,
     DocumentInfo,
@@ -51,7 +56,7 @@ class CollectionRegistry:
             cached = self._open.get(name)
             if cached is not None and cached.version == version:
                 return cached.retriever
-        collection = Collection.open(self.root, name)
+        collection = self._collection(name)
         if self.embedder is None:
             raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
         opened = _Open(collection, Retriever(collection, self.embedder, self.settings.retrieve), version)
@@ -65,19 +70,26 @@ class CollectionRegistry:
     def create(self, name: str) -> CollectionInfo:
         if self.embedder is None:
             raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
-        return Collection.create(self.root, name, self.embedder.model_id, self.embedder.dim, self.settings.index).info()
+        params = IndexParams.from_settings(self.settings.index)
+        return Collection.create(
+            self.root, name, self.embedder.model_id, self.embedder.dim, params, self.settings.index.device
+        ).info()
+
+    def _collection(self, name: str) -> Collection:
+        """Open `name` with its index on this server's index.device (the collection stores no device)."""
+        return Collection.open(self.root, name, self.settings.index.device)
 
     def delete(self, name: str) -> None:
-        with self._writer(name):
+        with self._writer(name, wait=False):
             delete_collection(self.root, name)
             self._forget(name)
 
     def documents(self, name: str) -> list[DocumentInfo]:
-        return Collection.open(self.root, name).documents()
+        return self._collection(name).documents()
 
     def delete_document(self, name: str, source: str) -> bool:
-        with self._writer(name):
-            deleted = Collection.open(self.root, name).delete_document(source)
+        with self._writer(name, wait=False):
+            deleted = self._collection(name).delete_document(source)
             self._forget(name)
             return deleted
 
@@ -86,21 +98,26 @@ class CollectionRegistry:
         """The collection `name` (created if missing) for one writer at a time; readers reopen afterwards."""
         with self._writer(name):
             try:
-                collection = Collection.open(self.root, name)
+                collection = self._collection(name)
             except CollectionNotFoundError:
                 self.create(name)
-                collection = Collection.open(self.root, name)
+                collection = self._collection(name)
             try:
                 yield collection
             finally:
                 self._forget(name)
 
     @contextmanager
-    def _writer(self, name: str) -> Iterator[None]:
+    def _writer(self, name: str, wait: bool = True) -> Iterator[None]:
+        """Hold `name`'s writer lock; without `wait`, CollectionBusyError when another writer has it."""
         with self._lock:
             lock = self._writers.setdefault(name, threading.Lock())
-        with lock:
+        if not lock.acquire(blocking=wait):
+            raise CollectionBusyError(name)
+        try:
             yield
+        finally:
+            lock.release()
 
     def _forget(self, name: str) -> None:
         with self._lock:

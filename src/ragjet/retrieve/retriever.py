@@ -59,7 +59,7 @@ class Retriever:
             _, ids = self.collection.index.search(np.asarray(vector, dtype=np.float32)[None, :], k, allowed)
             return ids[0], None
         except Exception as exc:  # any failure of the primary index: the backup answers, and says so
-            kind = self.collection.index_settings.kind
+            kind = self.collection.index_params.kind
             reason = f"{kind} index failed ({type(exc).__name__}: {exc}); answered by BM25"
             log.warning("collection %r: %s", self.collection.name, reason)
             return NO_IDS, reason

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragjet.config import IndexSettings
-from ragjet.index import BM25Index, VectorIndex, build_index, load_index
+from ragjet.index import BM25Index, IndexParams, VectorIndex, build_index, load_index
 from ragjet.ingest.document import Chunk, Document
 from ragjet.store.chunk_store import ChunkStore
 from ragjet.store.errors import CollectionError, CollectionNotFoundError, EmbedderMismatchError
@@ -49,11 +48,12 @@ def collection_dir(root: Path, name: str) -> Path:
 class Collection:
     """Open with `Collection.open` or `Collection.create`; write only inside `with collection.writer():`."""
 
-    def __init__(self, folder: Path, store: ChunkStore):
-        self.folder, self.name, self.store = folder, folder.name, store
+    def __init__(self, folder: Path, store: ChunkStore, device: str = "auto"):
+        """``device``: where the vector index searches (index.device), the opener's choice, not stored."""
+        self.folder, self.name, self.store, self.device = folder, folder.name, store, device
         meta = store.meta()
         self.embedder_id, self.dim = str(meta["embedder_id"]), int(meta["dim"])  # type: ignore[call-overload]
-        self.index_settings = IndexSettings.model_validate(meta["index"])
+        self.index_params = IndexParams.from_dict(meta["index"])  # type: ignore[arg-type]
         self.created_at = float(meta["created_at"])  # type: ignore[arg-type]
         self._index: VectorIndex | None = None
         self._bm25: BM25Index | None = None
@@ -62,29 +62,31 @@ class Collection:
         self._lock_file: int | None = None
 
     @classmethod
-    def create(cls, root: Path, name: str, embedder_id: str, dim: int, index_settings: IndexSettings) -> Collection:
+    def create(
+        cls, root: Path, name: str, embedder_id: str, dim: int, index_params: IndexParams, device: str = "auto"
+    ) -> Collection:
         folder = collection_dir(root, name)
         if folder.exists():
             raise CollectionError(f"collection {name!r} already exists")
         staging = root / f".{name}.creating"
         shutil.rmtree(staging, ignore_errors=True)  # left by a create that crashed
         staging.mkdir(parents=True)
-        meta = {"embedder_id": embedder_id, "dim": dim, "index": index_settings.model_dump(),
+        meta = {"embedder_id": embedder_id, "dim": dim, "index": index_params.to_dict(),
                 "created_at": time.time(), "format_version": FORMAT_VERSION}  # fmt: skip
         ChunkStore.create(staging / CHUNKS_DB, meta).close()
-        collection = cls(staging, ChunkStore(staging / CHUNKS_DB))
-        collection._index, collection._bm25 = build_index(index_settings, dim), BM25Index()
+        collection = cls(staging, ChunkStore(staging / CHUNKS_DB), device)
+        collection._index, collection._bm25 = build_index(index_params, dim, device), BM25Index()
         collection._save_derived()
         collection.store.close()
         staging.rename(folder)  # the collection appears whole or not at all
-        return cls.open(root, name)
+        return cls.open(root, name, device)
 
     @classmethod
-    def open(cls, root: Path, name: str) -> Collection:
+    def open(cls, root: Path, name: str, device: str = "auto") -> Collection:
         folder = collection_dir(root, name)
         if not (folder / CHUNKS_DB).is_file():
             raise CollectionNotFoundError(name)
-        collection = cls(folder, ChunkStore(folder / CHUNKS_DB))
+        collection = cls(folder, ChunkStore(folder / CHUNKS_DB), device)
         read_manifest(folder)  # a damaged manifest is refused up front, with the way to repair it
         return collection
 
@@ -115,7 +117,7 @@ class Collection:
     def info(self) -> CollectionInfo:
         num_documents, num_chunks = self.store.counts()
         updated_at = float(self.store.meta().get("updated_at", self.created_at))  # type: ignore[arg-type]
-        return CollectionInfo(self.name, self.embedder_id, self.dim, self.index_settings.kind, num_documents,
+        return CollectionInfo(self.name, self.embedder_id, self.dim, self.index_params.kind, num_documents,
                               num_chunks, self.created_at, updated_at, FORMAT_VERSION)  # fmt: skip
 
     def documents(self) -> list[DocumentInfo]:
@@ -213,7 +215,10 @@ class Collection:
         problem = self._derived_problem(manifest)
         if problem is None:
             try:
-                self._index, self._bm25 = load_index(self.folder / VECTORS), BM25Index.load(self.folder / BM25)
+                self._index, self._bm25 = (
+                    load_index(self.folder / VECTORS, self.device),
+                    BM25Index.load(self.folder / BM25),
+                )
                 self._built_size = len(self._index)
                 return
             except (OSError, ValueError) as exc:
@@ -237,7 +242,7 @@ class Collection:
         return None
 
     def _rebuild(self) -> None:
-        index, bm25 = build_index(self.index_settings, self.dim), BM25Index()
+        index, bm25 = build_index(self.index_params, self.dim, self.device), BM25Index()
         ids, vectors, texts = [], [], []
         for batch_ids, batch_vectors, batch_texts in self.store.iter_chunks():
             ids.append(batch_ids)
@@ -250,14 +255,14 @@ class Collection:
 
     def _save_derived(self) -> None:
         assert self._index is not None and self._bm25 is not None
-        if self.index_settings.kind != "flat" and len(self._index) > REBUILD_GROWTH * max(self._built_size, 1):
+        if self.index_params.kind != "flat" and len(self._index) > REBUILD_GROWTH * max(self._built_size, 1):
             self._rebuild()  # retrain the ANN on the data it now holds, not on the first few documents
         generation = self.store.generation()
         self._index.save(self.folder / VECTORS)
         self._bm25.save(self.folder / BM25)
         info = self.info()
         write_manifest(self.folder, Manifest(
-            FORMAT_VERSION, self.name, self.embedder_id, self.dim, self.index_settings.model_dump(), generation,
+            FORMAT_VERSION, self.name, self.embedder_id, self.dim, self.index_params.to_dict(), generation,
             info.num_documents, info.num_chunks, self.created_at, info.updated_at,
             {name: checksum(self.folder / name) for name in (VECTORS, BM25)},
         ))  # fmt: skip

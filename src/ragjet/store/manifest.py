@@ -26,7 +26,7 @@ class Manifest:
     name: str
     embedder_id: str
     dim: int
-    index: dict[str, Any]  # the IndexSettings the vector index was built with
+    index: dict[str, Any]  # the IndexParams layout the vector index was built with (index/params.py)
     generation: int  # chunk-store generation the derived files reflect
     num_documents: int
     num_chunks: int
