@@ -60,3 +60,22 @@ def test_unknown_model_path_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
         create_backend(LLMSettings(model=str(missing), device="cpu"))
+
+
+def test_every_engine_setting_reaches_the_engine_config() -> None:
+    """Each EngineConfig field comes from the LLM setting of its name: a changed setting shows up in the engine's
+    config (a field the engine adds without a setting fails here, as would one the backend forgot to pass)."""
+    import dataclasses
+
+    from ragjet.llm.backends.native import engine_config
+    from ragjet.llm.engine.config import EngineConfig
+
+    defaults = EngineConfig()
+    changed = {"enable_prefix_caching": False, "cpu_kernels": False, "gpu_memory_utilization": 0.5}
+    for f in dataclasses.fields(EngineConfig):
+        value = getattr(defaults, f.name)
+        if not isinstance(value, bool):
+            changed.setdefault(f.name, value + 1)
+    config = engine_config(LLMSettings(**changed))
+    assert dataclasses.asdict(config) == changed
+    assert engine_config(LLMSettings(**changed), kv_cache_memory_gb=0.0).kv_cache_memory_gb == 0.0

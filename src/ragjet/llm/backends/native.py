@@ -19,6 +19,7 @@ from ragjet.device import DeviceHealth, is_device_failure, probe_device
 from ragjet.llm.backends.base import LLMBackend, Messages, TextDelta
 from ragjet.llm.backends.cpu_fallback import RETRIED_ON_CPU, SERVED_ON_CPU, CpuFallback
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
+from ragjet.llm.engine.config import EngineConfig
 
 if TYPE_CHECKING:
     from ragjet.config import LLMSettings
@@ -111,7 +112,7 @@ def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLME
 
 def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
     from ragjet.device import default_dtype, pick_device
-    from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
+    from ragjet.llm.engine.llm_engine import LLMEngine
     from ragjet.llm.loaders import load_model
     from ragjet.llm.quantize import auto_quantization, quantize_model
 
@@ -124,18 +125,15 @@ def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
     if mode == "auto" or (is_twin and mode == "bf16"):
         mode = auto_quantization(device, loaded.source)
     quantize_model(loaded.model, mode, dense_prefill=settings.dense_prefill and device.type == "cpu")
-    config = EngineConfig(
-        max_num_seqs=settings.max_num_seqs,
-        max_num_batched_tokens=settings.max_num_batched_tokens,
-        max_model_len=settings.max_model_len,
-        block_size=settings.block_size,
-        kv_cache_memory_gb=0.0 if is_twin else settings.kv_cache_memory_gb,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        max_waiting=settings.max_waiting,
-        enable_prefix_caching=settings.enable_prefix_caching,
-        cpu_kernels=settings.cpu_kernels,
-    )
-    return LLMEngine(loaded, config)
+    return LLMEngine(loaded, engine_config(settings, kv_cache_memory_gb=0.0 if is_twin else None))
+
+
+def engine_config(settings: LLMSettings, **overrides: object) -> EngineConfig:
+    """The engine's config: every EngineConfig field read from the setting of the same name, so a field added
+    to the engine is a setting too (tests fail otherwise); `overrides` (None = keep the setting) win."""
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(EngineConfig)}
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    return EngineConfig(**values)  # type: ignore[arg-type]
 
 
 def _check_cpu_dtype(settings: LLMSettings) -> None:

@@ -6,7 +6,8 @@ with a first chunk while budget is left. So new requests start at once, and a lo
 of them) is prefilled over several steps instead of stalling every stream for one long step. When a
 decode needs a block and the pool is empty, the most recently admitted sequence is preempted: its
 blocks are freed and it goes back to the front of the queue, to be recomputed later (its prefix blocks
-often still cached). No torch here.
+often still cached). In small decode-only steps greedy sequences also bring a prompt-lookup draft
+(spec_decode.py) to verify, within the same token budget: the scheduler plans the whole step. No torch here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from ragjet.llm.engine.block_manager import BlockAllocator
 from ragjet.llm.engine.errors import EngineOverloadedError
 from ragjet.llm.engine.sequence import Sequence, SequenceStatus
+from ragjet.llm.engine.spec_decode import propose_draft
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,8 @@ class SchedulerConfig:
     max_num_seqs: int
     max_num_batched_tokens: int
     max_waiting: int
+    num_speculative_tokens: int = 0  # draft tokens a greedy decode may bring (0 = none)
+    max_speculative_seqs: int = 4  # drafts only in decode steps of at most this many sequences
 
 
 class Scheduler:
@@ -48,9 +52,10 @@ class Scheduler:
         self.waiting.append(seq)
 
     def schedule(self) -> tuple[list[Sequence], list[Sequence]]:
-        """(sequences to run this step, each with its `num_scheduled_tokens`; sequences that timed out).
-
-        Decodes first (always, one token each), then running prefills' next chunks, then admissions.
+        """(sequences to run this step, each with its `num_scheduled_tokens` and `draft_ids`; sequences that timed
+        out). Decodes first (always, one token each), then running prefills' next chunks, then admissions; a
+        step of decodes alone gets drafts from what budget is left. The step's tokens never exceed the budget
+        (but for one token per decode: a running stream always advances).
         """
         timed_out = self._expire(time.monotonic())
         for seq in list(self.running):
@@ -73,7 +78,24 @@ class Scheduler:
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             budget -= self._schedule_chunk(seq, budget)
-        return [s for s in self.running if s.num_scheduled_tokens], timed_out
+        batch = [s for s in self.running if s.num_scheduled_tokens]
+        self._schedule_drafts(batch, budget)
+        return batch, timed_out
+
+    def _schedule_drafts(self, batch: list[Sequence], budget: int) -> None:
+        """Prompt-lookup drafts for greedy sequences of a small decode-only step, within ``budget`` tokens."""
+        max_draft = self.config.num_speculative_tokens
+        if not max_draft or len(batch) > self.config.max_speculative_seqs or any(s.num_new_tokens != 1 for s in batch):
+            return
+        for seq in batch:
+            room = min(max_draft, seq.max_len - seq.num_tokens - 1, budget)  # the step's own token comes on top
+            if not seq.params.is_greedy or seq.params.has_penalty or room <= 0:
+                continue
+            draft = propose_draft(seq.token_ids, room)
+            if draft:
+                fits = self.allocator.reserve(seq, seq.num_tokens + len(draft)) - seq.num_tokens
+                seq.draft_ids = draft[:fits]
+                budget -= len(seq.draft_ids)
 
     def _schedule_chunk(self, seq: Sequence, budget: int) -> int:
         """Give `seq` as much of its uncomputed prompt as `budget` allows; returns how many tokens."""

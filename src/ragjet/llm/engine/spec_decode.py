@@ -1,7 +1,7 @@
 """Prompt-lookup speculative decoding: draft the next tokens by copying what followed the latest n-gram.
 
 RAG answers copy spans of their retrieved chunks, so the tokens that followed the last few generated
-tokens somewhere earlier in the context are often what the model says next. The engine appends such a
+tokens somewhere earlier in the context are often what the model says next. The scheduler appends such a
 draft to a greedy sequence's step; one forward scores every draft position, and `accepted_tokens` keeps
 the draft up to its first disagreement with the model's own argmax, plus the model's token there.
 That is token for token what plain greedy decoding produces: exactly so in fp32, and in the served CPU
