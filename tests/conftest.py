@@ -11,6 +11,10 @@ import torch
 from support.tiny_models import CORPUS, ChatMLTokenizer, train_tokenizer, write_tiny_llama
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+if not torch.cuda.is_available():
+    # Triton kernels run on CPU tensors in Triton's interpreter; it is chosen when triton is first imported,
+    # which ragjet's attention layer does, so before any test module imports ragjet.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

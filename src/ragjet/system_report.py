@@ -21,13 +21,14 @@ from ragjet import __version__
 from ragjet.config import LLMSettings, Settings
 from ragjet.device import default_dtype, pick_device
 from ragjet.hardware import cpu_policy, dtype_name, host
+from ragjet.llm.engine.memory import describe_budget
 from ragjet.llm.kernels import cpu as cpu_kernels
 from ragjet.llm.quantize import auto_quantization, quantized_dtype
 from ragjet.models import PACKAGED_MODELS, ModelNotFoundError, resolve_model
 
 Section = dict[str, object]
 _ENGINE_KEYS = ("backend", "model", "model_path", "device", "dtype", "quantization", "dense_prefill", "dense_dtype",
-                "kernels", "kernel_build")  # fmt: skip
+                "kernels", "kernel_build", "kv_cache")  # fmt: skip
 
 
 def system_report(
@@ -120,6 +121,7 @@ def _engine(llm: LLMSettings, build: bool, on_build: Callable[[str], None]) -> S
         "dense_dtype": dtype_name(cpu_policy().dense_dtype) if dense else None,
         "kernels": _kernels(llm, device, dtype, build, on_build),
         "kernel_build": str(cpu_kernels.build_directory()),
+        "kv_cache": describe_budget(device, llm.kv_cache_memory_gb, llm.gpu_memory_utilization),
     }
 
 

@@ -116,7 +116,9 @@ def test_a_failed_forward_leaves_nothing_in_the_prefix_cache(
 
 def test_preempted_sequences_produce_the_same_tokens(llama: LoadedModel) -> None:
     bytes_per_block = 2 * 2 * 4 * 2 * 16 * 4  # k+v, 2 layers, 4 tokens, 2 kv heads, head_dim 16, fp32
-    engine = engine_for(llama, kv_cache_memory_gb=30 * bytes_per_block / 2**30, enable_prefix_caching=False)
+    engine = engine_for(
+        llama, kv_cache_memory_gb=30 * bytes_per_block / 2**30, enable_prefix_caching=False, max_model_len=64
+    )
     assert engine.stats().num_total_blocks == 30
     outputs = engine.generate(PROMPTS, GREEDY)  # ~60 blocks wanted at full length: someone is preempted
     assert engine.stats().num_preemptions > 0

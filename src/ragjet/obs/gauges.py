@@ -7,15 +7,12 @@ gauge and the numbers are never stale.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 import torch
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from ragjet.llm.engine.outputs import EngineStats
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +24,32 @@ ENGINE_GAUGES = {
 }
 
 
+MEMORY_PARTS = ("total", "limit", "other", "weights", "activations", "kv_cache")
+
+
+class EngineCounts(Protocol):
+    """What the gauges read of an engine snapshot (the engine's EngineStats has these and more)."""
+
+    @property
+    def num_running(self) -> int: ...
+    @property
+    def num_waiting(self) -> int: ...
+    @property
+    def num_used_blocks(self) -> int: ...
+    @property
+    def num_free_blocks(self) -> int: ...
+    @property
+    def prefix_cache_queries(self) -> int: ...
+    @property
+    def prefix_cache_hits(self) -> int: ...
+    @property
+    def memory(self) -> Mapping[str, int | str]: ...
+
+
 class EngineCollector(Collector):
     """Engine gauges and prefix-cache counters from `stats()`; nothing when the engine is not started."""
 
-    def __init__(self, stats: Callable[[], EngineStats]):
+    def __init__(self, stats: Callable[[], EngineCounts]):
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
@@ -46,6 +65,12 @@ class EngineCollector(Collector):
         hits.add_metric([], getattr(stats, "prefix_cache_hits", 0))
         yield queries
         yield hits
+        memory = GaugeMetricFamily("ragjet_engine_memory_bytes", "The engine device's memory split: limit, "
+                                   "in use by others, weights, activations, KV cache", labels=["part"])  # fmt: skip
+        for part in MEMORY_PARTS:
+            if isinstance(value := getattr(stats, "memory", {}).get(part), int):
+                memory.add_metric([part], value)
+        yield memory
 
 
 class GpuCollector(Collector):

@@ -24,7 +24,7 @@ from ragjet.llm.engine.model_runner import ModelRunner
 from ragjet.llm.engine.outputs import EngineStats, RequestOutput
 from ragjet.llm.engine.scheduler import Scheduler, SchedulerConfig
 from ragjet.llm.engine.sequence import Sequence
-from ragjet.llm.engine.spec_decode import accepted_tokens, propose_draft
+from ragjet.llm.engine.spec_decode import accepted_tokens
 from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.sampling_params import SamplingParams
 
@@ -38,9 +38,11 @@ class LLMEngine:
         self.max_model_len = min(config.max_model_len, loaded.config.max_position_embeddings)
         self.model_runner = ModelRunner(loaded, config, config.max_num_seqs * self.max_model_len * 2)
         self.allocator = BlockAllocator(self.model_runner.num_blocks, config.block_size, config.enable_prefix_caching)
-        self.scheduler = Scheduler(
-            SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens, config.max_waiting), self.allocator
-        )
+        scheduler_config = SchedulerConfig(
+            config.max_num_seqs, config.max_num_batched_tokens, config.max_waiting,
+            config.num_speculative_tokens, config.max_speculative_seqs,
+        )  # fmt: skip
+        self.scheduler = Scheduler(scheduler_config, self.allocator)
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
         self._num_draft_tokens = self._num_accepted_draft_tokens = 0
@@ -71,7 +73,6 @@ class LLMEngine:
         batch, timed_out = self.scheduler.schedule()
         outputs = [self._finish_output(seq) for seq in timed_out]
         if batch:
-            self._propose_drafts(batch)
             try:
                 tokens, logprobs = self.model_runner.run(batch, self._generators)
             except BaseException:
@@ -89,20 +90,6 @@ class LLMEngine:
                 seq.num_computed_tokens = seq.num_tokens + len(accepted) - 1  # K/V of rejected drafts is stale
                 outputs.append(self._advance(seq, accepted, None if logprobs is None else logprobs[i]))
         return outputs
-
-    def _propose_drafts(self, batch: list[Sequence]) -> None:
-        """Prompt-lookup drafts for greedy sequences in small decode-only steps (see spec_decode)."""
-        max_draft = self.config.num_speculative_tokens
-        if not max_draft or len(batch) > self.config.max_speculative_seqs or any(s.num_new_tokens != 1 for s in batch):
-            return
-        for seq in batch:
-            room = min(max_draft, seq.max_len - seq.num_tokens - 1)  # the step's own token comes on top
-            if not seq.params.is_greedy or seq.params.has_penalty or room <= 0:
-                continue
-            draft = propose_draft(seq.token_ids, room)
-            if draft:
-                fits = self.allocator.reserve(seq, seq.num_tokens + len(draft)) - seq.num_tokens
-                seq.draft_ids = draft[:fits]
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -142,6 +129,7 @@ class LLMEngine:
             num_preemptions=self.scheduler.num_preemptions,
             num_draft_tokens=self._num_draft_tokens,
             num_accepted_draft_tokens=self._num_accepted_draft_tokens,
+            memory=self.model_runner.memory.as_dict(),
         )
 
     def _advance(self, seq: Sequence, tokens: list[int], logprobs: list[float] | None) -> RequestOutput:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,4 @@ class EngineStats:
     num_preemptions: int = 0
     num_draft_tokens: int = 0  # speculative tokens scored
     num_accepted_draft_tokens: int = 0  # of those, kept (each saved a forward pass)
+    memory: Mapping[str, int | str] = field(default_factory=dict)  # the engine's MemorySplit (memory.py), bytes

@@ -4,18 +4,23 @@ Tokens of all sequences in a step arrive flattened, shape (T, H, D). Each sequen
 ``q_lens[b]`` of them (its new tokens) and has ``context_lens[b]`` tokens in total once they are
 written, so a prefill with a cached prefix, a decode step and a speculative verify step are the same
 computation: new queries attend causally to everything the sequence has, read through its block table.
+
+Everything a layer needs as a number (query counts, context lengths, their maximum) comes from host lists in
+the metadata, never from its device tensors: on CUDA reading a device value back stalls the host until the
+GPU has caught up, once per layer, and a step captured in a CUDA graph may read nothing back at all.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ragjet.llm.kernels import cpu as cpu_kernels
+from ragjet.llm.kernels import triton_attention
 
 # Steps whose sequences bring at most this many new tokens each (decode: 1; a speculative verify step: 1 + the
 # draft) attend through the fused CPU kernel; longer ones (prefills) through the gather + SDPA below,
@@ -46,12 +51,23 @@ class AttentionMetadata:
     fresh_seqs: list[bool] | None = None
     # Built by the first layer of a step and reused by the others: make new metadata for every step.
     paged_index: PagedIndex | None = None
-    query_starts: torch.Tensor | None = None  # (B + 1,) int64 offsets of each sequence's tokens, for the kernel
+    query_starts: torch.Tensor | None = None  # (B + 1,) int64 offsets of each sequence's tokens, for the kernels
     plan: StepPlan | None = None
+    # context_lens on the host, what layers size things with. The model runner passes it; other callers may
+    # leave it out and it is read from context_lens once, here.
+    host_context_lens: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.host_context_lens:
+            self.host_context_lens = self.context_lens.tolist()
 
     @property
     def num_seqs(self) -> int:
         return len(self.q_lens)
+
+    @property
+    def max_context_len(self) -> int:
+        return max(self.host_context_lens)
 
     @property
     def fresh(self) -> bool:
@@ -69,36 +85,66 @@ class StepPlan:
     """How a step's sequences attend, in parts that each take their fastest path.
 
     Fresh prompts (nothing cached) attend causally over their own keys. Sequences with history read the
-    pool in two groups: few queries each (decodes, verify steps: the fused kernel on the CPU, the
-    one-query path elsewhere) and many (prefill chunks and cache-hit prefills: gather + masked SDPA), so
-    a decode never pads to a long prompt's query count.
+    pool; on the CPU in two groups: few queries each (decodes, verify steps: the fused kernel, or the
+    one-query path) and many (prefill chunks and cache-hit prefills: gather + masked SDPA), so a decode
+    never pads to a long prompt's query count. The Triton kernel (CUDA) takes any mix in one launch.
     """
 
+    # Every sequence takes the same path: the step attends in one call, with no copies (and builds no tensors,
+    # so a decode step can be captured in a CUDA graph).
+    is_whole: bool
     fresh_spans: list[tuple[int, int]]  # flattened token range of each fresh prompt
     pool_parts: list[tuple[torch.Tensor, AttentionMetadata]]  # (T_part,) flattened rows, those sequences alone
 
 
-def plan_step(meta: AttentionMetadata) -> StepPlan:
+def plan_step(meta: AttentionMetadata, split_by_queries: bool) -> StepPlan:
+    """``split_by_queries``: sequences with few and many queries read the pool by different paths."""
     fresh = meta.fresh_seqs or [False] * meta.num_seqs
+    pooled = [b for b in range(meta.num_seqs) if not fresh[b]]
+    groups = [pooled]
+    if split_by_queries:
+        groups = [[b for b in pooled if meta.q_lens[b] <= KERNEL_MAX_QUERIES],
+                  [b for b in pooled if meta.q_lens[b] > KERNEL_MAX_QUERIES]]  # fmt: skip
+    groups = [chosen for chosen in groups if chosen]
+    if len(groups) == 1 and len(groups[0]) == meta.num_seqs:
+        return StepPlan(is_whole=True, fresh_spans=[], pool_parts=[])
     starts = [0, *itertools.accumulate(meta.q_lens)]
-    short = [b for b in range(meta.num_seqs) if not fresh[b] and meta.q_lens[b] <= KERNEL_MAX_QUERIES]
-    long = [b for b in range(meta.num_seqs) if not fresh[b] and meta.q_lens[b] > KERNEL_MAX_QUERIES]
-    parts = [_pool_part(meta, chosen, starts) for chosen in (short, long) if chosen]
     spans = [(starts[b], starts[b + 1]) for b, is_fresh in enumerate(fresh) if is_fresh]
-    return StepPlan(spans, parts)
+    return StepPlan(is_whole=False, fresh_spans=spans, pool_parts=[_pool_part(meta, g, starts) for g in groups])
 
 
 def _pool_part(meta: AttentionMetadata, chosen: list[int], starts: list[int]) -> tuple[torch.Tensor, AttentionMetadata]:
-    device = meta.context_lens.device
-    index = torch.tensor(chosen, dtype=torch.long, device=device)
     rows = [row for b in chosen for row in range(starts[b], starts[b + 1])]
+    index, rows_t = to_device([chosen, rows], meta.context_lens.device)
     part = AttentionMetadata(
         q_lens=[meta.q_lens[b] for b in chosen],
         context_lens=meta.context_lens.index_select(0, index),
         slot_mapping=meta.slot_mapping.new_empty(0),
         block_tables=meta.block_tables.index_select(0, index),
+        host_context_lens=[meta.host_context_lens[b] for b in chosen],
     )
-    return torch.tensor(rows, dtype=torch.long, device=device), part
+    return rows_t, part
+
+
+def to_device(values: list[list[int]], device: torch.device) -> list[torch.Tensor]:
+    """Host int lists as int64 tensors on ``device``, in one copy (views of one buffer).
+
+    On CUDA the buffer is pinned and copied with ``non_blocking``: a copy from pageable memory blocks the host
+    until it is done. On the CPU they are plain tensors.
+    """
+    flat = torch.tensor(list(itertools.chain.from_iterable(values)), dtype=torch.long)
+    if device.type == "cuda":
+        flat = flat.pin_memory().to(device, non_blocking=True)
+    elif device.type != "cpu":
+        flat = flat.to(device)
+    return list(flat.split([len(v) for v in values]))
+
+
+def query_starts(meta: AttentionMetadata) -> torch.Tensor:
+    """(B + 1,) offsets of each sequence's flattened tokens, made once a step when the caller gave none."""
+    if meta.query_starts is None:
+        meta.query_starts = to_device([[0, *itertools.accumulate(meta.q_lens)]], meta.context_lens.device)[0]
+    return meta.query_starts
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -114,26 +160,26 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     return out[0].transpose(0, 1)
 
 
-def _padded_query_index(q_lens: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row/column of every flattened token in a (B, max_q) padded layout."""
-    lens = torch.tensor(q_lens, device=device)
-    rows = torch.repeat_interleave(torch.arange(len(q_lens), device=device), lens)
-    starts = torch.cumsum(lens, 0) - lens
-    cols = torch.arange(int(lens.sum()), device=device) - starts[rows]
+def _padded_query_index(q_lens: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row/column of every flattened token in a (B, max_q) padded layout; ``num_tokens`` is sum(q_lens)
+    (given, so that repeat_interleave need not read it back)."""
+    rows = torch.repeat_interleave(torch.arange(len(q_lens), device=q_lens.device), q_lens, output_size=num_tokens)
+    starts = torch.cumsum(q_lens, 0) - q_lens
+    cols = torch.arange(num_tokens, device=q_lens.device) - starts[rows]
     return rows, cols
 
 
 def build_paged_index(meta: AttentionMetadata, block_size: int, dtype: torch.dtype) -> PagedIndex:
     """Gather slots, padded query layout and visibility mask (in ``dtype``) for a step (see ``PagedIndex``)."""
     device = meta.context_lens.device
-    max_q, max_ctx = max(meta.q_lens), int(meta.context_lens.max())
+    max_q, max_ctx = max(meta.q_lens), meta.max_context_len
     pos = torch.arange(max_ctx, device=device)  # (L,)
     slots = meta.block_tables[:, pos // block_size] * block_size + pos % block_size  # (B, L)
-    rows, cols = _padded_query_index(meta.q_lens, device)
+    (q_lens,) = to_device([meta.q_lens], device)
+    rows, cols = _padded_query_index(q_lens, sum(meta.q_lens))
     if meta.is_decode and meta.num_seqs == 1:  # one query at the end of its only sequence sees everything
         return PagedIndex(slots=slots, mask=None, rows=rows, cols=cols)
     # Query i of sequence b sits at absolute position ctx_b - q_len_b + i and sees keys up to it.
-    q_lens = torch.tensor(meta.q_lens, device=device)
     q_pos = (meta.context_lens - q_lens)[:, None] + torch.arange(max_q, device=device)  # (B, Lq)
     visible = pos[None, None, :] <= q_pos[:, :, None]  # (B, Lq, L)
     visible &= pos[None, None, :] < meta.context_lens[:, None, None]
@@ -158,16 +204,19 @@ def paged_attention(
     meta: AttentionMetadata,
     scale: float,
 ) -> torch.Tensor:
-    """Paged attention: gather each sequence's keys through its block table, one SDPA call.
+    """Paged attention: on CUDA the Triton kernel, on the CPU the fused kernel for few queries, else gather
+    each sequence's keys through its block table and make one SDPA call.
 
     q: (T, Hq, D); k_cache/v_cache: (num_blocks, block_size, Hkv, D). Returns (T, Hq, D).
     """
     block_size, num_kv_heads, head_dim = k_cache.shape[1:]
+    if triton_attention.usable(q):  # reads the pool in place, whatever the query counts
+        return triton_attention.paged_attention(
+            q, k_cache, v_cache, meta.block_tables, meta.context_lens, query_starts(meta), max(meta.q_lens), scale
+        )
     if max(meta.q_lens) <= KERNEL_MAX_QUERIES and cpu_kernels.usable(q):  # one pass over the pool, no copies
-        if meta.query_starts is None:
-            meta.query_starts = torch.tensor([0, *itertools.accumulate(meta.q_lens)], device=q.device)
         return torch.ops.ragjet_cpu.paged_attention(
-            q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.query_starts, scale
+            q, k_cache, v_cache, meta.block_tables, meta.context_lens, query_starts(meta), scale
         )
     if meta.paged_index is None:
         meta.paged_index = build_paged_index(meta, block_size, q.dtype)
@@ -222,9 +271,9 @@ class Attention(nn.Module):
         if meta.fresh:  # causal attention over each prompt's own keys: no gather, no mask (~1.5x faster)
             return self._uncached(q, k, v, meta)
         if meta.plan is None:
-            meta.plan = plan_step(meta)
+            meta.plan = plan_step(meta, split_by_queries=not triton_attention.usable(q))
         plan = meta.plan
-        if not plan.fresh_spans and len(plan.pool_parts) == 1:  # one kind of sequence: no copies
+        if plan.is_whole:
             return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
         out = torch.empty_like(q)
         for start, end in plan.fresh_spans:
@@ -246,5 +295,6 @@ def uncached_metadata(q_lens: list[int], device: torch.device) -> AttentionMetad
     empty = torch.empty(0, dtype=torch.long, device=device)
     lens = torch.tensor(q_lens, dtype=torch.long, device=device)
     return AttentionMetadata(
-        q_lens=q_lens, context_lens=lens, slot_mapping=empty, block_tables=empty, fresh_seqs=[True] * len(q_lens)
-    )
+        q_lens=q_lens, context_lens=lens, slot_mapping=empty, block_tables=empty, fresh_seqs=[True] * len(q_lens),
+        host_context_lens=q_lens,
+    )  # fmt: skip

@@ -88,9 +88,8 @@ def sampling_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch.
         kth[torch.tensor([k == vocab for k in top_ks], device=logits.device)] = float("-inf")
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    top_ps = torch.tensor([p.top_p for p in params], device=logits.device)
-    if bool((top_ps < 1.0).any()):
-        probs = _nucleus(probs, top_ps)
+    if any(p.top_p < 1.0 for p in params):  # asked of the params, not the device (a host sync on CUDA)
+        probs = _nucleus(probs, torch.tensor([p.top_p for p in params], device=logits.device))
     return probs
 
 
