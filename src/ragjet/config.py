@@ -103,6 +103,11 @@ class LLMSettings(Section):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     max_waiting: int = Field(256, ge=1, description="bounded waiting queue; beyond it requests are refused")
     enable_prefix_caching: bool = True
+    cpu_twin: Literal["auto", "prepare", "on_failure"] = Field(
+        "auto",
+        description="CUDA: when to build the CPU twin that serves if the GPU fails: at start in the background "
+        "(prepare), only on the first failure (on_failure), or at start when the host's free RAM holds it (auto)",
+    )
     num_speculative_tokens: int = Field(
         3, ge=0, description="prompt-lookup draft tokens verified per greedy decode step (0 = no speculative decoding)"
     )

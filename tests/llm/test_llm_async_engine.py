@@ -169,6 +169,33 @@ async def test_step_error_reaches_the_callers_and_later_requests_succeed(
     assert completion.num_completion_tokens == 5
 
 
+async def test_out_of_memory_fails_only_the_largest_request_and_the_others_finish(
+    async_engine: AsyncLLMEngine, engine: LLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forward of more than 40 tokens runs out of (injected) memory: only the long prompt's, so it alone fails;
+    the short requests that shared its first step are scheduled again and give their solo tokens."""
+    import torch
+
+    model = engine.model_runner.model
+    forward = model.forward
+
+    def small_memory(input_ids: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if len(input_ids) > 40:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return forward(input_ids, *args, **kwargs)
+
+    short = PROMPTS[:3]
+    expected = [reference(engine, p, greedy(8)) for p in short]
+    monkeypatch.setattr(model, "forward", small_memory)
+    long_prompt = " ".join(PROMPTS * 4)
+    results = await asyncio.gather(
+        *(collect(async_engine, p, greedy(8)) for p in [short[0], long_prompt, *short[1:]]), return_exceptions=True
+    )
+    assert isinstance(results[1], torch.OutOfMemoryError)
+    assert [r[0] for r in (results[0], results[2], results[3])] == expected  # type: ignore[index]
+    assert await wait_for_free_blocks(engine) == 0
+
+
 async def test_engine_errors_are_raised_at_submission(async_engine: AsyncLLMEngine) -> None:
     with pytest.raises(PromptTooLongError):
         await async_engine.generate("word " * 400, greedy(4))

@@ -7,6 +7,8 @@ requests go to the twin while the probe fails, and serving returns to the primar
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -126,3 +128,47 @@ async def test_a_failure_soon_after_recovery_doubles_the_probe_interval() -> Non
     assert health.interval_s == 10.0 and health.num_failures == 2
     now[0] = 14.0
     assert await fallback.engine_while_unhealthy() == "twin"  # not due until 20 s
+
+
+async def test_a_twin_prepared_at_start_serves_the_first_failure_without_a_build() -> None:
+    builds: list[str] = []
+    ready = threading.Event()
+
+    def build() -> str:
+        ready.wait(5)  # still building when the first failure comes: the failure waits for this one build
+        builds.append("twin")
+        return "twin"
+
+    fallback = CpuFallback(build, DeviceHealth(lambda: False))  # type: ignore[arg-type]
+    fallback.prepare_in_background()
+    waiting = asyncio.create_task(fallback.fail_over(torch.OutOfMemoryError("CUDA out of memory")))
+    await asyncio.sleep(0.05)
+    ready.set()
+    assert await waiting == "twin" and await fallback.cpu() == "twin" and builds == ["twin"]
+
+
+async def test_a_failed_preparation_is_built_again_on_the_first_failure() -> None:
+    attempts: list[int] = []
+
+    def build() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise MemoryError("no room for the twin")
+        return "twin"
+
+    fallback = CpuFallback(build, DeviceHealth(lambda: False))  # type: ignore[arg-type]
+    fallback.prepare_in_background()
+    assert await fallback.fail_over(torch.OutOfMemoryError("CUDA out of memory")) == "twin"
+    assert len(attempts) == 2
+
+
+async def test_the_twin_is_prepared_when_the_host_has_room_for_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ragjet.llm.backends import native
+
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"\0" * 1000)
+    monkeypatch.setattr(native, "available_ram", lambda: 6002)
+    assert native.twin_fits(str(model))  # 3 x 1,000 bytes < half of 6,002
+    monkeypatch.setattr(native, "available_ram", lambda: 6000)
+    assert not native.twin_fits(str(model)) and not native.twin_fits(str(tmp_path / "absent.gguf"))
+    assert native.available_ram() > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
@@ -52,6 +53,8 @@ class NativeBackend(LLMBackend):
             cpu = torch.device("cpu")
             health = DeviceHealth(functools.partial(probe_device, device))
             fallback = CpuFallback(lambda: build_engine(settings, cpu)[0], health)
+            if settings.cpu_twin == "prepare" or (settings.cpu_twin == "auto" and twin_fits(settings.model)):
+                fallback.prepare_in_background()
         return cls(engine, tokenizer, fallback)
 
     async def stream(self, prompt: str | Messages, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
@@ -98,8 +101,31 @@ class NativeBackend(LLMBackend):
 
     async def close(self) -> None:
         await self.engine.shutdown(drain=True)
-        if self.cpu_fallback is not None and self.cpu_fallback.cpu_engine is not None:
-            await self.cpu_fallback.cpu_engine.shutdown(drain=True)
+        if self.cpu_fallback is not None:
+            await self.cpu_fallback.close()
+
+
+def twin_fits(model: str) -> bool:
+    """Whether a CPU twin of ``model`` (weights in fp32 plus a quantised copy: ~3x the files, taken as an upper
+    bound) fits in half the memory the host has available now."""
+    from ragjet.models import ModelNotFoundError, resolve_model
+
+    try:
+        source = resolve_model(model)
+    except ModelNotFoundError:
+        return False
+    files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+    return 3 * sum(p.stat().st_size for p in files) < available_ram() // 2
+
+
+def available_ram() -> int:
+    """Bytes the host can give without swapping (MemAvailable), or its physical memory where that is unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return kib * 1024
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLMEngine, Tokenizer]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ragjet.llm.backends.base import Completion, CompletionBuilder, TextDelta
+from ragjet.llm.engine.errors import RequestFailedError
 
 if TYPE_CHECKING:
     from ragjet.llm.engine.llm_engine import LLMEngine
@@ -46,8 +47,10 @@ class AsyncLLMEngine:
     """Serves an LLMEngine to asyncio callers; build it once per process and share it.
 
     `stream` and `generate` raise at submission (before any output) what `LLMEngine.add_request` raises:
-    EngineOverloadedError when the waiting queue is full, PromptTooLongError, ValueError. An exception in
-    the step thread is raised in every request that was in flight then; the engine serves later requests.
+    EngineOverloadedError when the waiting queue is full, PromptTooLongError, ValueError. A step that runs out of
+    device memory fails only the request the engine dropped for it (RequestFailedError: the step's largest), in
+    that request alone; any other exception in the step thread is raised in every request in flight then. The
+    engine serves later requests either way.
     """
 
     engine: LLMEngine  # set by the step thread before the constructor returns
@@ -153,6 +156,9 @@ class AsyncLLMEngine:
         while self._wait_for_work():
             try:
                 outputs = self.engine.step()
+            except RequestFailedError as failed:  # one request dropped to free memory; the others go on
+                self._fail_request(failed.request_id, failed.cause)
+                outputs = failed.outputs
             except Exception as exc:  # noqa: BLE001 (handed to the callers it concerns)
                 self._fail_in_flight(exc)
                 continue
@@ -180,6 +186,13 @@ class AsyncLLMEngine:
             channel = self._channels.pop(out.request_id, None) if out.finished else self._channels.get(out.request_id)
         if channel is not None and not _send(channel, out):
             self.abort(out.request_id)
+
+    def _fail_request(self, request_id: str, exc: BaseException) -> None:
+        """Raise `exc` in one caller (the engine has already dropped its request)."""
+        with self._work:
+            channel = self._channels.pop(request_id, None)
+        if channel is not None:
+            _send(channel, exc)
 
     def _fail_in_flight(self, exc: BaseException) -> None:
         """Abort every request the engine holds and raise `exc` in each caller."""

@@ -17,9 +17,10 @@ import uuid
 import torch
 from rich.progress import Progress
 
+from ragjet.device import is_out_of_memory
 from ragjet.llm.engine.block_manager import BlockAllocator
 from ragjet.llm.engine.config import EngineConfig
-from ragjet.llm.engine.errors import PromptTooLongError
+from ragjet.llm.engine.errors import PromptTooLongError, RequestFailedError
 from ragjet.llm.engine.model_runner import ModelRunner
 from ragjet.llm.engine.outputs import EngineStats, RequestOutput
 from ragjet.llm.engine.scheduler import Scheduler, SchedulerConfig
@@ -75,8 +76,10 @@ class LLMEngine:
         if batch:
             try:
                 tokens, logprobs = self.model_runner.run(batch, self._generators)
-            except BaseException:
+            except BaseException as exc:
                 self.allocator.forget_uncomputed()
+                if is_out_of_memory(exc):
+                    raise self._drop_largest(batch, exc, outputs) from exc
                 raise
             self.allocator.mark_computed()
             for i, (seq, predicted) in enumerate(zip(batch, tokens, strict=True)):
@@ -90,6 +93,17 @@ class LLMEngine:
                 seq.num_computed_tokens = seq.num_tokens + len(accepted) - 1  # K/V of rejected drafts is stale
                 outputs.append(self._advance(seq, accepted, None if logprobs is None else logprobs[i]))
         return outputs
+
+    def _drop_largest(self, batch: list[Sequence], exc: BaseException, outputs: list[RequestOutput]) -> Exception:
+        """After an out-of-memory step: finish the sequence that brought the most tokens (then the longest), keep
+        the others for the next step (nothing of theirs was computed: they are scheduled again as they were)."""
+        victim = max(batch, key=lambda s: (s.num_scheduled_tokens + len(s.draft_ids), s.num_tokens))
+        for seq in batch:
+            seq.draft_ids, seq.num_scheduled_tokens = [], 0
+        self.scheduler.finish(victim, "abort")
+        self._seqs.pop(victim.request_id, None)
+        self._generators.pop(victim.request_id, None)
+        return RequestFailedError(victim.request_id, exc, outputs)
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
