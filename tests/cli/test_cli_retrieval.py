@@ -39,6 +39,7 @@ def test_ingest_search_list_and_delete(cli: CliRunner, corpus_dir: Path) -> None
 def test_user_errors_are_one_line_with_exit_code_2(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(app, ["search", "lava", "--collection", "nope"])
     assert result.exit_code == 2 and "no collection named 'nope'" in result.output
+    assert result.output.strip().endswith("[collection_not_found]")  # the code REST and gRPC give it too
     assert cli.invoke(app, ["collections", "stats", "nope"]).exit_code == 2
 
     missing = cli.invoke(app, ["ingest", str(tmp_path / "missing.md"), "-c", "facts"])

@@ -36,8 +36,9 @@ def test_reads_stay_fast_and_a_delete_is_refused_while_an_upload_ingests(live_se
     (seed_source,) = [d["source"] for d in client.get(f"/v1/collections/{COLLECTION}/documents").json()["documents"]]
     upload: dict[str, httpx.Response] = {}
     uploader = threading.Thread(
-        target=lambda: upload.setdefault("response", client.post(f"/v1/collections/{COLLECTION}/documents",
-                                                                 files=documents())),  # fmt: skip
+        target=lambda: upload.setdefault(
+            "response", client.post(f"/v1/collections/{COLLECTION}/documents", files=documents())
+        ),  # fmt: skip
     )
     uploader.start()
     time.sleep(0.5)  # the upload is in: the ingest holds the collection's writer
@@ -49,10 +50,8 @@ def test_reads_stay_fast_and_a_delete_is_refused_while_an_upload_ingests(live_se
             (search, lambda: client.post("/v1/search", json={"query": "lantern", "collection": COLLECTION})),
         ):
             start = time.perf_counter()
-            r = call()  # noqa: B023 - called at once
-            assert r.status_code == 200
+            assert call().status_code == 200  # noqa: B023 - called at once
             samples.append((time.perf_counter() - start) * 1e3)
-            if samples[-1] > 100: print("SLOW", samples[-1], r.json()["took_ms"])
         if not busy and uploader.is_alive():
             start = time.perf_counter()
             refused = client.delete(f"/v1/collections/{COLLECTION}/documents", params={"source": seed_source})
@@ -69,6 +68,6 @@ def test_reads_stay_fast_and_a_delete_is_refused_while_an_upload_ingests(live_se
     assert refused.headers["Retry-After"] and busy[0] < 100
     assert listed.status_code == 200 and collections.status_code == 200
     assert COLLECTION in {c["name"] for c in collections.json()["collections"]}
-    assert p99(health) < 100, f"/healthz p99 {p99(health):.0f} ms while ingesting"
+    assert p99(health) < 100, f"/healthz p99 {p99(health):.0f} ms while ingesting: {[round(s) for s in health]}"
     assert p99(search) < 100, f"/v1/search p99 {p99(search):.0f} ms while ingesting: {[round(s) for s in search]}"
     assert client.delete(f"/v1/collections/{COLLECTION}/documents", params={"source": seed_source}).status_code == 204

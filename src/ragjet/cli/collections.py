@@ -1,9 +1,13 @@
-"""`ragjet collections`: list collections, show one's documents, delete or repair one."""
+"""`ragjet collections`: list collections, show one's documents, delete or repair one.
+
+Each command goes through the collection registry the server uses (rag/collections.py): the same writer rules
+(a delete refused while this process ingests, a repair waiting for a writer) and the same index device.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +17,9 @@ from rich.table import Table
 from ragjet.cli import app
 from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import load_settings
+
+if TYPE_CHECKING:
+    from ragjet.rag.collections import CollectionRegistry
 
 console, err_console = Console(), Console(stderr=True)
 collections_app = typer.Typer(help="list, inspect, delete or repair collections", invoke_without_command=True)
@@ -28,10 +35,8 @@ def collections(ctx: typer.Context) -> None:
     """Without a subcommand: list every collection with its size."""
     if ctx.invoked_subcommand is not None:
         return
-    from ragjet.store import list_collections
-
     with exit_on_user_error():
-        infos = list_collections(_root())
+        infos = _registry().infos()
     if not infos:
         err_console.print("no collections yet; create one with `ragjet ingest PATH --collection NAME`")
         return
@@ -44,11 +49,9 @@ def collections(ctx: typer.Context) -> None:
 @collections_app.command()
 def stats(name: str = typer.Argument(..., help="collection name")) -> None:
     """One collection's settings and documents."""
-    from ragjet.store import Collection
-
     with exit_on_user_error():
-        collection = Collection.open(_root(), name)
-        info, documents = collection.info(), collection.documents()
+        registry = _registry()
+        info, documents = registry.info(name), registry.documents(name)
     console.print(f"[bold]{name}[/]: {info.num_documents} documents, {info.num_chunks} chunks, "
                   f"{info.index_kind} index, embedder {info.embedder_id} ({info.dim}-d)")  # fmt: skip
     table = Table("source", "title", "chunks", "ingested")
@@ -63,24 +66,22 @@ def delete(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
 ) -> None:
     """Delete a collection and everything stored in it."""
-    from ragjet.store import delete_collection
-
     if not yes and not typer.confirm(f"delete collection {name!r} and all its documents?"):
         raise typer.Exit(1)
     with exit_on_user_error():
-        delete_collection(_root(), name)
+        _registry().delete(name)
     console.print(f"deleted collection {name!r}")
 
 
 @collections_app.command()
 def repair(name: str = typer.Argument(..., help="collection name")) -> None:
     """Rebuild the manifest and indexes of a collection from its chunk store (after damage or a crash)."""
-    from ragjet.store import Collection
-
     with exit_on_user_error():
-        info = Collection.repair(_root(), name)
+        info = _registry().repair(name)
     console.print(f"repaired {name!r}: {info.num_documents} documents, {info.num_chunks} chunks")
 
 
-def _root() -> Path:
-    return load_settings().collections_dir
+def _registry() -> CollectionRegistry:
+    from ragjet.rag.collections import CollectionRegistry
+
+    return CollectionRegistry(load_settings())

@@ -32,10 +32,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """A user error becomes one line and exit 2; anything else is a bug and keeps its traceback."""
+    """A user error becomes one line and exit 2; anything else is a bug and keeps its traceback.
+
+    An error of a request (a missing collection, a bad option, overload, a deadline) ends with the code REST and
+    gRPC give the same error (serve/contract.py), e.g. ``[collection_not_found]``, so scripts can branch on it.
+    """
+    from ragjet.serve.contract import classify
+
     try:
         yield
     except user_errors() as exc:
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+        error = classify(exc)
+        code = f" [{error.kind.code}]" if error is not None else ""
+        err_console.print(f"[red]error:[/] {escape(message)}{escape(code)}", highlight=False)
         raise typer.Exit(2) from None

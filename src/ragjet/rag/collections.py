@@ -84,6 +84,16 @@ class CollectionRegistry:
             delete_collection(self.root, name)
             self._forget(name)
 
+    def info(self, name: str) -> CollectionInfo:
+        return self._collection(name).info()
+
+    def repair(self, name: str) -> CollectionInfo:
+        """Rebuild `name`'s manifest and indexes from its chunk store; waits for a running writer."""
+        with self._writer(name):
+            info = Collection.repair(self.root, name, self.settings.index.device)
+            self._forget(name)
+        return info
+
     def documents(self, name: str) -> list[DocumentInfo]:
         return self._collection(name).documents()
 

@@ -103,12 +103,12 @@ class Collection:
         return f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
 
     @classmethod
-    def repair(cls, root: Path, name: str) -> CollectionInfo:
+    def repair(cls, root: Path, name: str, device: str = "auto") -> CollectionInfo:
         """Rebuild the manifest and every derived file from the chunk store."""
         folder = collection_dir(root, name)
         if not (folder / CHUNKS_DB).is_file():
             raise CollectionNotFoundError(name)
-        collection = cls(folder, ChunkStore(folder / CHUNKS_DB))
+        collection = cls(folder, ChunkStore(folder / CHUNKS_DB), device)
         with collection._write_lock():
             collection._rebuild()
             collection._save_derived()
