@@ -11,8 +11,8 @@ class EngineConfig:
     max_num_batched_tokens: int = 4096  # tokens in one forward: decodes, then prompt chunks while they fit
     max_model_len: int = 4096  # prompt + output, capped by the model's own context length
     block_size: int = 16  # tokens per KV block
-    kv_cache_memory_gb: float = 0.0  # 0 = auto: a fraction of free GPU memory, or min(2 GiB, 10% RAM) on CPU
-    gpu_memory_utilization: float = 0.85  # of free GPU memory, when auto-sizing on CUDA
+    kv_cache_memory_gb: float = 0.0  # 0 = auto (memory.py): what the GPU has left, or min(2 GiB, 10% RAM) on CPU
+    gpu_memory_utilization: float = 0.85  # of the GPU's total memory the engine may fill (weights, activations, KV)
     max_waiting: int = 256  # queued requests beyond which add_request refuses (EngineOverloadedError)
     enable_prefix_caching: bool = True
     num_speculative_tokens: int = 3  # prompt-lookup draft per greedy decode step (0 = off)
