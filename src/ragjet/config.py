@@ -101,7 +101,7 @@ class LLMSettings(Section):
     block_size: int = Field(16, ge=1)
     kv_cache_memory_gb: float = Field(0.0, ge=0, description="KV pool size; 0 sizes it automatically")
     gpu_memory_utilization: float = Field(
-        0.85, gt=0, le=1, description="share of the GPU's memory the engine fills: weights, activations, then the KV pool"
+        0.85, gt=0, le=1, description="share of the GPU's memory the engine fills: weights, activations, KV pool"
     )
     max_waiting: int = Field(256, ge=1, description="bounded waiting queue; beyond it requests are refused")
     enable_prefix_caching: bool = True
