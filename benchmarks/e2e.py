@@ -42,6 +42,9 @@ SETTINGS: dict[str, dict[str, object]] = {
     "embed": {"device": "cpu"},
     "index": {"device": "cpu"},
     "llm": {"device": "cpu"},
+    # The same chunks as the baseline, and every question generated (the repeat level measures the prefix cache):
+    # no adaptive context, no answer cache.
+    "rag": {"context": "fixed", "answer_cache_entries": 0},
     "serve": {
         "default_collection": COLLECTION,
         "auth_enabled": False,  # localhost benchmark, as `ragjet demo`

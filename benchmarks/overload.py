@@ -297,6 +297,7 @@ def main() -> None:
             parser.error("--corpus is needed when no --url is given")
         settings: dict[str, dict[str, object]] = {
             "llm": {"model": args.model, "device": "cpu"}, "embed": {"device": "cpu"}, "index": {"device": "cpu"},
+            "rag": {"answer_cache_entries": 0},  # questions repeat: each must be generated to load the engine
             "serve": {"default_collection": "overload", "auth_enabled": False, "rate_limit_per_s": 1e6,
                       "rate_limit_burst": 1_000_000, "log_level": "warning"},
         }  # fmt: skip

@@ -30,7 +30,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     with tempfile.TemporaryDirectory(prefix="ragjet-bench-profile-") as tmp:
         settings = load_settings(data_dir=Path(tmp))
         asyncio.run(ensure_demo_collection(settings))
-        options = AskOptions(collection=settings.serve.default_collection, max_tokens=MAX_TOKENS)
+        options = AskOptions(collection=settings.serve.default_collection, max_tokens=MAX_TOKENS, use_cache=False)
         workload = asyncio.run(profile_in_process(settings, builtin_questions(), options, num_requests, concurrency))
     if not workload.timings:
         raise RuntimeError(f"every profiled request failed; first error: {workload.errors[0]}")

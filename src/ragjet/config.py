@@ -130,6 +130,22 @@ class RagSettings(Section):
     max_context_chunks: int = Field(8, ge=1, le=100, description="most retrieved chunks put into one prompt")
     deadline_s: float = Field(120.0, gt=0, description="request budget when the client sets none")
     max_in_flight: int = Field(64, ge=1, description="answers in progress at once; beyond it requests get 429")
+    context: Literal["adaptive", "fixed"] = Field(
+        "adaptive",
+        description="adaptive: the prompt keeps the retrieved chunks scoring within context_score_gap of the best "
+        "(fewer prompt tokens: faster, and less to confuse a small model); fixed: always top_k chunks",
+    )
+    context_score_gap: float = Field(0.2, ge=0, le=2, description="adaptive: how far below the best chunk's "
+                                     "cosine similarity a chunk may score and still go into the prompt")  # fmt: skip
+    not_found_below: float = Field(
+        0.2, ge=-1, le=1, description="adaptive: when no chunk's cosine similarity reaches this, the answer is "
+        "'not found in the documents' at once, with no generation (-1: always generate)",
+    )
+    answer_cache_entries: int = Field(1024, ge=0, description="answers kept for repeated questions (0: no cache)")
+    answer_cache_similarity: float = Field(
+        0.97, gt=0, le=1, description="a question this similar (cosine) to a cached one, with the same options and "
+        "collection version, gets the cached answer",
+    )
 
 
 class ServeSettings(Section):

@@ -18,6 +18,8 @@ def rag_settings(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path)
         chunk={"max_tokens": 64, "overlap_tokens": 8},
         embed={"device": "cpu", "max_wait_ms": 20.0},
         llm={"model": str(tiny_llama_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8},
+        # Tests ask the same questions again to watch generation; the answer cache has its own tests.
+        rag={"answer_cache_entries": 0},
     )
 
 

@@ -57,7 +57,7 @@ def overload_server(
         "llm": {"model": str(tiny_llama_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8},
         "embed": {"device": "cpu"},
         "index": {"device": "cpu"},
-        "rag": {"max_in_flight": 32},
+        "rag": {"max_in_flight": 32, "answer_cache_entries": 0},  # repeated questions must reach the engine
         "serve": {"default_collection": COLLECTION, "auth_enabled": False, "log_level": "warning",
                   "rate_limit_per_s": 1e6, "rate_limit_burst": 1_000_000},  # admission control sheds, not the limiter
     }  # fmt: skip

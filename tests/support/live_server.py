@@ -59,7 +59,7 @@ def run_live_server(
         embed={"device": "cpu"},
         index={"device": "cpu"},
         llm={"model": str(model_dir), "device": "cpu", "max_model_len": 1024, "max_num_seqs": 8, **(llm or {})},
-        rag=rag or {},
+        rag={"answer_cache_entries": 0, **(rag or {})},  # tests repeat questions to watch generation
         serve={
             "port": free_port(),
             "grpc_port": free_port(),

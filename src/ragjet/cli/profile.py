@@ -86,7 +86,9 @@ def profile(
         if url:
             run = asyncio.run(profile_over_http(url, questions, collection, max_tokens, num_requests, concurrency))
         else:
-            options = AskOptions(collection=collection or settings.serve.default_collection, max_tokens=max_tokens)
+            # The stages are what a profile measures: a repeated question must not come from the answer cache.
+            collection = collection or settings.serve.default_collection
+            options = AskOptions(collection=collection, max_tokens=max_tokens, use_cache=False)
             run = asyncio.run(profile_in_process(settings, questions, options, num_requests, concurrency))
         if not run.timings:
             raise ValueError(f"all {len(run.errors)} requests failed; first error: {run.errors[0]}")

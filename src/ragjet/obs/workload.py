@@ -66,7 +66,8 @@ def http_request(client: httpx.AsyncClient, collection: str | None, max_tokens: 
             "messages": [{"role": "user", "content": question}],
             "max_tokens": max_tokens,
             "temperature": 0.0,
-            "ragjet": {"collection": collection} if collection else {},
+            # A profile measures the pipeline's stages: a repeated question must not come from the answer cache.
+            "ragjet": {"cache": False, **({"collection": collection} if collection else {})},
         }
         response = await client.post("/v1/chat/completions", json=body)
         if response.status_code != 200:

@@ -64,6 +64,10 @@ class CollectionRegistry:
             self._open[name] = opened
         return opened.retriever
 
+    def version(self, name: str) -> str:
+        """Changes whenever a writer saves `name` (what the answer cache keys on)."""
+        return Collection.version_of(self.root, name)
+
     def infos(self) -> list[CollectionInfo]:
         return list_collections(self.root)
 

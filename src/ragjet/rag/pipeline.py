@@ -31,8 +31,10 @@ from ragjet.llm.engine.outputs import EngineStats
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.obs.logs import current_request_id
 from ragjet.rag.admission import AdmissionController
+from ragjet.rag.answer_cache import AnswerCache, CacheScope, from_cache
 from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.confidence import answer_confidence, grounding
+from ragjet.rag.context import choose_context, not_found_answer
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
 from ragjet.rag.ingestion import IngestReport, ingest_paths
@@ -48,18 +50,20 @@ from ragjet.rag.types import (
     AskOptions,
     Citation,
     StageTimings,
+    answer_events,
 )
-from ragjet.retrieve import SearchHit
+from ragjet.retrieve import Retriever, SearchHit
 from ragjet.store import CollectionInfo, DocumentInfo
 
 T = TypeVar("T")
 
+NO_PROMPT = BuiltPrompt("", 0, [], 0, False)  # of a request answered without generating
 DEDUP_SLACK = 2  # extra hits fetched so that dropping near-duplicates still leaves top_k sources
 
 
 @dataclass(slots=True)
 class _Prepared:
-    """A request after retrieval and prompt assembly, ready for generation."""
+    """A request after retrieval and prompt assembly, ready for generation (or already answered: `ready`)."""
 
     request_id: str
     deadline: Deadline
@@ -67,6 +71,9 @@ class _Prepared:
     dense_scores: list[float]  # cosine scores of the chunks in the prompt, for confidence
     timings: StageTimings
     retrieval_fallback: str | None = None  # the backup index answered, and why
+    ready: Answer | None = None  # from the answer cache, or "not found in the documents": nothing to generate
+    cache_scope: CacheScope | None = None  # where the generated answer is cached (None: not cached)
+    vector: np.ndarray | None = None  # the question's embedding
 
 
 def decodes_on_cpu(settings: LLMSettings) -> bool:
@@ -95,6 +102,7 @@ class RagPipeline:
         self._review: ReviewQueue | None = None
         self._writes: ThreadPoolExecutor | None = None  # collection writes: see _write
         self.admission = AdmissionController(settings.rag.max_in_flight, settings.llm.max_num_seqs)
+        self.answers = AnswerCache(settings.rag.answer_cache_entries, settings.rag.answer_cache_similarity)
         # Called with every finished answer (metrics, tracing): the transports never observe it themselves.
         self.observers: list[Callable[[Answer, AskOptions], None]] = []
 
@@ -183,6 +191,11 @@ class RagPipeline:
                     yield event
                 return
             request = await self._prepare(question, options, deadline)
+            if request.ready is not None:
+                for event in answer_events(request.ready):
+                    yield event
+                self._notify(request.ready, options)
+                return
             yield AnswerStart(request.request_id, request.prompt.citations)
             trace = GenerationTrace()
             backend, params = _require(self._backend), sampling_params(options)
@@ -204,6 +217,8 @@ class RagPipeline:
                 answer.review_id = await asyncio.to_thread(
                     review.add, options.tenant, options.collection, question, answer
                 )
+            if request.cache_scope is not None and request.vector is not None:
+                self.answers.store(request.cache_scope, question, request.vector, answer)
             self._notify(answer, options)
             yield AnswerDone(answer)
 
@@ -226,25 +241,37 @@ class RagPipeline:
             confidence=1.0,
             review_id=item.id,
         )
-        return [AnswerStart(answer.request_id, citations), AnswerDelta(item.resolution), AnswerDone(answer)]
+        return answer_events(answer)
 
     async def _prepare(self, question: str, options: AskOptions, deadline: Deadline) -> _Prepared:
+        """Embed, look in the answer cache, retrieve, choose the context, build the prompt."""
         top_k = self._validate(question, options)
         timings = StageTimings()
-        hits, fallback = await self._retrieve(
-            question, options.collection, top_k + DEDUP_SLACK, options.filters, deadline, timings, options.tenant
-        )
+        request_id = current_request_id() or uuid.uuid4().hex[:16]
+        registry = self.collections(options.tenant)
+        retriever = registry.retriever(options.collection)  # an unknown collection fails before any model work
+        vector = await self._embed_query(question, deadline, timings)
+        scope = CacheScope.of(options, registry.version(options.collection)) if options.use_cache else None
+        cached = None if scope is None else self.answers.lookup(scope, question, vector)
+        if cached is not None:
+            ready = from_cache(cached, request_id, timings, deadline.started_at)
+            return _Prepared(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+        hits, fallback = await self._search(retriever, question, vector, top_k + DEDUP_SLACK, options.filters,
+                                            deadline, timings)  # fmt: skip
+        context = choose_context(hits, self.settings.rag)
+        if context.not_found:
+            ready = not_found_answer(request_id, timings, deadline.started_at)
+            return _Prepared(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
         started = time.perf_counter()
         prompts = _require(self._prompts)
         prompt = await deadline.run(
-            "prompt assembly", asyncio.to_thread(prompts.build, question, hits, options.max_tokens, top_k)
+            "prompt assembly", asyncio.to_thread(prompts.build, question, context.hits, options.max_tokens, top_k)
         )
         timings.prompt_ms = (time.perf_counter() - started) * 1e3
         deadline.check("prompt assembly")
         dense = {h.chunk_id: h.dense_score for h in hits}
         scores = [score for c in prompt.citations if (score := dense.get(c.chunk_id)) is not None]
-        request_id = current_request_id() or uuid.uuid4().hex[:16]
-        return _Prepared(request_id, deadline, prompt, scores, timings, fallback)
+        return _Prepared(request_id, deadline, prompt, scores, timings, fallback, cache_scope=scope, vector=vector)
 
     def _validate(self, question: str, options: AskOptions) -> int:
         """Check the options a client sends; returns the number of sources to put into the prompt."""
@@ -318,11 +345,26 @@ class RagPipeline:
     ) -> tuple[list[SearchHit], str | None]:
         """The hits, and why the backup index answered if the primary failed ("index fallback: ...")."""
         retriever = self.collections(tenant).retriever(collection)  # unknown collection fails before any model work
+        vector = await self._embed_query(query, deadline, timings)
+        return await self._search(retriever, query, vector, top_k, filters, deadline, timings)
+
+    async def _embed_query(self, query: str, deadline: Deadline, timings: StageTimings) -> np.ndarray:
         batcher = _require(self._batcher)
         started = time.perf_counter()
         vector = await deadline.run("query embedding", batcher.embed(query))
         timings.embed_ms = (time.perf_counter() - started) * 1e3
-        started = time.perf_counter()
+        return vector
+
+    async def _search(
+        self,
+        retriever: Retriever,
+        query: str,
+        vector: np.ndarray,
+        top_k: int,
+        filters: Mapping[str, object] | None,
+        deadline: Deadline,
+        timings: StageTimings,
+    ) -> tuple[list[SearchHit], str | None]:
         result = await deadline.run(
             "retrieval", asyncio.to_thread(retriever.search_vector, query, vector, top_k, filters)
         )

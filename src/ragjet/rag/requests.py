@@ -39,6 +39,7 @@ class AskParams(_Request):
     seed: int | None = None
     stop: tuple[str, ...] = Field((), max_length=4)
     deadline_s: DeadlineS | None = None
+    cache: bool = Field(True, description="a repeated question may be answered from the answer cache")
 
     @field_validator("question")
     @classmethod
@@ -62,6 +63,7 @@ class AskParams(_Request):
             deadline_s=self.deadline_s,
             tenant=tenant,
             arrived_at=arrived_at,
+            use_cache=self.cache,
         )
 
 

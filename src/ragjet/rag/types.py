@@ -23,6 +23,7 @@ class AskOptions:
     deadline_s: float | None = None  # whole-request budget, seconds from arrival
     tenant: str = DEFAULT_TENANT  # whose collections; set by the transport from the caller's API key
     arrived_at: float | None = None  # time.monotonic() when the transport received it: the deadline counts from here
+    use_cache: bool = True  # a repeated question may be answered from the answer cache (rag/answer_cache.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Answer:
     needs_review: bool = False
     degraded: str | None = None  # why a fallback answered, e.g. "generator timeout: extractive answer"
     review_id: str | None = None  # the review-queue item this answer was stored as (or served from)
+    from_cache: bool = False  # served from the answer cache: no retrieval, no generation
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +92,8 @@ class AnswerDone:
 
 
 AnswerEvent = AnswerStart | AnswerDelta | AnswerDone
+
+
+def answer_events(answer: Answer) -> list[AnswerEvent]:
+    """The stream of an answer that is ready at once (a reviewer's, a cached one, "not found")."""
+    return [AnswerStart(answer.request_id, answer.citations), AnswerDelta(answer.text), AnswerDone(answer)]

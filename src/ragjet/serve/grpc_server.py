@@ -48,6 +48,7 @@ def _done(a: Answer) -> pb.AnswerDone:
         confidence=a.confidence or 0.0,
         needs_review=a.needs_review,
         degraded=a.degraded or "",
+        from_cache=a.from_cache,
     )
 
 
@@ -75,6 +76,7 @@ def ask_params(request: pb.AskRequest) -> AskParams:
         seed=request.seed if request.HasField("seed") else None,
         stop=tuple(request.stop),
         deadline_s=request.deadline_s or None,
+        cache=not request.no_cache,
         **({"max_tokens": request.max_tokens} if request.max_tokens else {}),
         **({"top_p": request.top_p} if request.HasField("top_p") else {}),
     )

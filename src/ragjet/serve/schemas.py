@@ -32,6 +32,7 @@ class RagOptions(Strict):
     top_k: TopK | None = None
     filters: dict[str, Any] | None = None
     deadline_s: DeadlineS | None = None
+    cache: bool = True  # false: never answer from the answer cache
 
 
 class ChatCompletionRequest(BaseModel):
@@ -72,6 +73,7 @@ class ChatCompletionRequest(BaseModel):
             seed=self.seed,
             stop=stop,
             deadline_s=self.ragjet.deadline_s,
+            cache=self.ragjet.cache,
             **({"max_tokens": max_tokens} if max_tokens else {}),
         )
 
@@ -108,6 +110,7 @@ class RagAnswerInfo(BaseModel):
     needs_review: bool
     degraded: str | None
     review_id: str | None
+    from_cache: bool = False  # served from the answer cache: no retrieval, no generation
 
     @classmethod
     def of(cls, a: Answer) -> RagAnswerInfo:
@@ -119,6 +122,7 @@ class RagAnswerInfo(BaseModel):
             needs_review=a.needs_review,
             degraded=a.degraded,
             review_id=a.review_id,
+            from_cache=a.from_cache,
         )
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cragjet.proto\x12\tragjet.v1\"\xab\x02\n\nAskRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ndeadline_s\x18\x07 \x01(\x02\x12\x33\n\x07\x66ilters\x18\x08 \x03(\x0b\x32\".ragjet.v1.AskRequest.FiltersEntry\x12\x12\n\x05top_p\x18\t \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seedB\x08\n\x06_top_p\"\x87\x01\n\x08\x43itation\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0f\n\x07heading\x18\x05 \x01(\t\x12\x0c\n\x04page\x18\x06 \x01(\x05\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x0c\n\x04text\x18\x08 \x01(\t\"\xc7\x02\n\nAnswerDone\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12&\n\tcitations\x18\x03 \x03(\x0b\x32\x13.ragjet.v1.Citation\x12\x38\n\ntimings_ms\x18\x04 \x03(\x0b\x32$.ragjet.v1.AnswerDone.TimingsMsEntry\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x05\x12\x15\n\rfinish_reason\x18\x07 \x01(\t\x12\x12\n\nconfidence\x18\x08 \x01(\x02\x12\x14\n\x0cneeds_review\x18\t \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\n \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"t\n\x08\x41skEvent\x12\'\n\x05start\x18\x01 \x01(\x0b\x32\x16.ragjet.v1.AnswerStartH\x00\x12\x0f\n\x05\x64\x65lta\x18\x02 \x01(\tH\x00\x12%\n\x04\x64one\x18\x03 \x01(\x0b\x32\x15.ragjet.v1.AnswerDoneH\x00\x42\x07\n\x05\x65vent\"I\n\x0b\x41nswerStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\tcitations\x18\x02 \x03(\x0b\x32\x13.ragjet.v1.Citation\"\xa9\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x36\n\x07\x66ilters\x18\x04 \x03(\x0b\x32%.ragjet.v1.SearchRequest.FiltersEntry\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\tSearchHit\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x0f\n\x07heading\x18\x06 \x01(\t\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x0c\n\x04text\x18\x08 \x01(\t\"4\n\x0eSearchResponse\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.ragjet.v1.SearchHit\"2\n\rIngestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"%\n\x0eIngestResponse\x12\x13\n\x0breport_json\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"0\n\x0eHealthResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t2\xfa\x01\n\x06RagJet\x12\x33\n\x03\x41sk\x12\x15.ragjet.v1.AskRequest\x1a\x13.ragjet.v1.AskEvent0\x01\x12=\n\x06Search\x12\x18.ragjet.v1.SearchRequest\x1a\x19.ragjet.v1.SearchResponse\x12=\n\x06Ingest\x12\x18.ragjet.v1.IngestRequest\x1a\x19.ragjet.v1.IngestResponse\x12=\n\x06Health\x12\x18.ragjet.v1.HealthRequest\x1a\x19.ragjet.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cragjet.proto\x12\tragjet.v1\"\xbd\x02\n\nAskRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ndeadline_s\x18\x07 \x01(\x02\x12\x33\n\x07\x66ilters\x18\x08 \x03(\x0b\x32\".ragjet.v1.AskRequest.FiltersEntry\x12\x12\n\x05top_p\x18\t \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x10\n\x08no_cache\x18\x0b \x01(\x08\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seedB\x08\n\x06_top_p\"\x87\x01\n\x08\x43itation\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0f\n\x07heading\x18\x05 \x01(\t\x12\x0c\n\x04page\x18\x06 \x01(\x05\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x0c\n\x04text\x18\x08 \x01(\t\"\xdb\x02\n\nAnswerDone\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12&\n\tcitations\x18\x03 \x03(\x0b\x32\x13.ragjet.v1.Citation\x12\x38\n\ntimings_ms\x18\x04 \x03(\x0b\x32$.ragjet.v1.AnswerDone.TimingsMsEntry\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x05\x12\x15\n\rfinish_reason\x18\x07 \x01(\t\x12\x12\n\nconfidence\x18\x08 \x01(\x02\x12\x14\n\x0cneeds_review\x18\t \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\n \x01(\t\x12\x12\n\nfrom_cache\x18\x0b \x01(\x08\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"t\n\x08\x41skEvent\x12\'\n\x05start\x18\x01 \x01(\x0b\x32\x16.ragjet.v1.AnswerStartH\x00\x12\x0f\n\x05\x64\x65lta\x18\x02 \x01(\tH\x00\x12%\n\x04\x64one\x18\x03 \x01(\x0b\x32\x15.ragjet.v1.AnswerDoneH\x00\x42\x07\n\x05\x65vent\"I\n\x0b\x41nswerStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\tcitations\x18\x02 \x03(\x0b\x32\x13.ragjet.v1.Citation\"\xa9\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x36\n\x07\x66ilters\x18\x04 \x03(\x0b\x32%.ragjet.v1.SearchRequest.FiltersEntry\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\tSearchHit\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x0f\n\x07heading\x18\x06 \x01(\t\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x0c\n\x04text\x18\x08 \x01(\t\"4\n\x0eSearchResponse\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.ragjet.v1.SearchHit\"2\n\rIngestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"%\n\x0eIngestResponse\x12\x13\n\x0breport_json\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"0\n\x0eHealthResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t2\xfa\x01\n\x06RagJet\x12\x33\n\x03\x41sk\x12\x15.ragjet.v1.AskRequest\x1a\x13.ragjet.v1.AskEvent0\x01\x12=\n\x06Search\x12\x18.ragjet.v1.SearchRequest\x1a\x19.ragjet.v1.SearchResponse\x12=\n\x06Ingest\x12\x18.ragjet.v1.IngestRequest\x1a\x19.ragjet.v1.IngestResponse\x12=\n\x06Health\x12\x18.ragjet.v1.HealthRequest\x1a\x19.ragjet.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,35 +38,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST_FILTERSENTRY']._loaded_options = None
   _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_options = b'8\001'
   _globals['_ASKREQUEST']._serialized_start=28
-  _globals['_ASKREQUEST']._serialized_end=327
-  _globals['_ASKREQUEST_FILTERSENTRY']._serialized_start=262
-  _globals['_ASKREQUEST_FILTERSENTRY']._serialized_end=308
-  _globals['_CITATION']._serialized_start=330
-  _globals['_CITATION']._serialized_end=465
-  _globals['_ANSWERDONE']._serialized_start=468
-  _globals['_ANSWERDONE']._serialized_end=795
-  _globals['_ANSWERDONE_TIMINGSMSENTRY']._serialized_start=747
-  _globals['_ANSWERDONE_TIMINGSMSENTRY']._serialized_end=795
-  _globals['_ASKEVENT']._serialized_start=797
-  _globals['_ASKEVENT']._serialized_end=913
-  _globals['_ANSWERSTART']._serialized_start=915
-  _globals['_ANSWERSTART']._serialized_end=988
-  _globals['_SEARCHREQUEST']._serialized_start=991
-  _globals['_SEARCHREQUEST']._serialized_end=1160
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=262
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=308
-  _globals['_SEARCHHIT']._serialized_start=1163
-  _globals['_SEARCHHIT']._serialized_end=1297
-  _globals['_SEARCHRESPONSE']._serialized_start=1299
-  _globals['_SEARCHRESPONSE']._serialized_end=1351
-  _globals['_INGESTREQUEST']._serialized_start=1353
-  _globals['_INGESTREQUEST']._serialized_end=1403
-  _globals['_INGESTRESPONSE']._serialized_start=1405
-  _globals['_INGESTRESPONSE']._serialized_end=1442
-  _globals['_HEALTHREQUEST']._serialized_start=1444
-  _globals['_HEALTHREQUEST']._serialized_end=1459
-  _globals['_HEALTHRESPONSE']._serialized_start=1461
-  _globals['_HEALTHRESPONSE']._serialized_end=1509
-  _globals['_RAGJET']._serialized_start=1512
-  _globals['_RAGJET']._serialized_end=1762
+  _globals['_ASKREQUEST']._serialized_end=345
+  _globals['_ASKREQUEST_FILTERSENTRY']._serialized_start=280
+  _globals['_ASKREQUEST_FILTERSENTRY']._serialized_end=326
+  _globals['_CITATION']._serialized_start=348
+  _globals['_CITATION']._serialized_end=483
+  _globals['_ANSWERDONE']._serialized_start=486
+  _globals['_ANSWERDONE']._serialized_end=833
+  _globals['_ANSWERDONE_TIMINGSMSENTRY']._serialized_start=785
+  _globals['_ANSWERDONE_TIMINGSMSENTRY']._serialized_end=833
+  _globals['_ASKEVENT']._serialized_start=835
+  _globals['_ASKEVENT']._serialized_end=951
+  _globals['_ANSWERSTART']._serialized_start=953
+  _globals['_ANSWERSTART']._serialized_end=1026
+  _globals['_SEARCHREQUEST']._serialized_start=1029
+  _globals['_SEARCHREQUEST']._serialized_end=1198
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=280
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=326
+  _globals['_SEARCHHIT']._serialized_start=1201
+  _globals['_SEARCHHIT']._serialized_end=1335
+  _globals['_SEARCHRESPONSE']._serialized_start=1337
+  _globals['_SEARCHRESPONSE']._serialized_end=1389
+  _globals['_INGESTREQUEST']._serialized_start=1391
+  _globals['_INGESTREQUEST']._serialized_end=1441
+  _globals['_INGESTRESPONSE']._serialized_start=1443
+  _globals['_INGESTRESPONSE']._serialized_end=1480
+  _globals['_HEALTHREQUEST']._serialized_start=1482
+  _globals['_HEALTHREQUEST']._serialized_end=1497
+  _globals['_HEALTHRESPONSE']._serialized_start=1499
+  _globals['_HEALTHRESPONSE']._serialized_end=1547
+  _globals['_RAGJET']._serialized_start=1550
+  _globals['_RAGJET']._serialized_end=1800
 # @@protoc_insertion_point(module_scope)

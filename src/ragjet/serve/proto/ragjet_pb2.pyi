@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AskRequest(_message.Message):
-    __slots__ = ("question", "collection", "top_k", "max_tokens", "temperature", "seed", "deadline_s", "filters", "top_p", "stop")
+    __slots__ = ("question", "collection", "top_k", "max_tokens", "temperature", "seed", "deadline_s", "filters", "top_p", "stop", "no_cache")
     class FiltersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class AskRequest(_message.Message):
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     question: str
     collection: str
     top_k: int
@@ -35,7 +36,8 @@ class AskRequest(_message.Message):
     filters: _containers.ScalarMap[str, str]
     top_p: float
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, question: _Optional[str] = ..., collection: _Optional[str] = ..., top_k: _Optional[int] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., deadline_s: _Optional[float] = ..., filters: _Optional[_Mapping[str, str]] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    no_cache: bool
+    def __init__(self, question: _Optional[str] = ..., collection: _Optional[str] = ..., top_k: _Optional[int] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., deadline_s: _Optional[float] = ..., filters: _Optional[_Mapping[str, str]] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class Citation(_message.Message):
     __slots__ = ("number", "chunk_id", "source", "title", "heading", "page", "score", "text")
@@ -58,7 +60,7 @@ class Citation(_message.Message):
     def __init__(self, number: _Optional[int] = ..., chunk_id: _Optional[str] = ..., source: _Optional[str] = ..., title: _Optional[str] = ..., heading: _Optional[str] = ..., page: _Optional[int] = ..., score: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
 
 class AnswerDone(_message.Message):
-    __slots__ = ("request_id", "text", "citations", "timings_ms", "prompt_tokens", "completion_tokens", "finish_reason", "confidence", "needs_review", "degraded")
+    __slots__ = ("request_id", "text", "citations", "timings_ms", "prompt_tokens", "completion_tokens", "finish_reason", "confidence", "needs_review", "degraded", "from_cache")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +78,7 @@ class AnswerDone(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     text: str
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
@@ -86,7 +89,8 @@ class AnswerDone(_message.Message):
     confidence: float
     needs_review: bool
     degraded: str
-    def __init__(self, request_id: _Optional[str] = ..., text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., confidence: _Optional[float] = ..., needs_review: _Optional[bool] = ..., degraded: _Optional[str] = ...) -> None: ...
+    from_cache: bool
+    def __init__(self, request_id: _Optional[str] = ..., text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., confidence: _Optional[float] = ..., needs_review: _Optional[bool] = ..., degraded: _Optional[str] = ..., from_cache: _Optional[bool] = ...) -> None: ...
 
 class AskEvent(_message.Message):
     __slots__ = ("start", "delta", "done")
