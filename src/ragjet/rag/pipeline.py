@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,17 +27,16 @@ from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
 from ragjet.llm.backends import LLMBackend, create_backend
 from ragjet.llm.engine.outputs import EngineStats
-from ragjet.llm.sampling_params import SamplingParams
 from ragjet.obs.logs import current_request_id
 from ragjet.rag.admission import AdmissionController
 from ragjet.rag.answer_cache import AnswerCache, CacheScope, from_cache
+from ragjet.rag.answering import PreparedRequest, build_answer, sampling_params, validate_options
 from ragjet.rag.collections import CollectionRegistry
-from ragjet.rag.confidence import answer_confidence, grounding
 from ragjet.rag.context import choose_context, not_found_answer
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
 from ragjet.rag.ingestion import IngestReport, ingest_paths
-from ragjet.rag.prompt import BuiltPrompt, PromptBuilder, mark_cited
+from ragjet.rag.prompt import BuiltPrompt, PromptBuilder
 from ragjet.rag.review import ReviewQueue
 from ragjet.rag.tenants import DEFAULT_TENANT, validate_tenant
 from ragjet.rag.types import (
@@ -59,21 +57,6 @@ T = TypeVar("T")
 
 NO_PROMPT = BuiltPrompt("", 0, [], 0, False)  # of a request answered without generating
 DEDUP_SLACK = 2  # extra hits fetched so that dropping near-duplicates still leaves top_k sources
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A request after retrieval and prompt assembly, ready for generation (or already answered: `ready`)."""
-
-    request_id: str
-    deadline: Deadline
-    prompt: BuiltPrompt
-    dense_scores: list[float]  # cosine scores of the chunks in the prompt, for confidence
-    timings: StageTimings
-    retrieval_fallback: str | None = None  # the backup index answered, and why
-    ready: Answer | None = None  # from the answer cache, or "not found in the documents": nothing to generate
-    cache_scope: CacheScope | None = None  # where the generated answer is cached (None: not cached)
-    vector: np.ndarray | None = None  # the question's embedding
 
 
 def decodes_on_cpu(settings: LLMSettings) -> bool:
@@ -211,7 +194,7 @@ class RagPipeline:
             # A CPU-served answer is the same model's answer, only slower: reported, but not sent for review.
             flagged = [r for r in (request.retrieval_fallback, degraded) if r is not None]
             reasons = [r for r in (request.retrieval_fallback, trace.device_fallback, degraded) if r is not None]
-            answer = self._answer(request, trace, "; ".join(reasons) or None, needs_review=bool(flagged))
+            answer = build_answer(request, trace, "; ".join(reasons) or None, bool(flagged), self.settings.rag)
             if answer.needs_review and self._review is not None:
                 review = self._review
                 answer.review_id = await asyncio.to_thread(
@@ -243,9 +226,9 @@ class RagPipeline:
         )
         return answer_events(answer)
 
-    async def _prepare(self, question: str, options: AskOptions, deadline: Deadline) -> _Prepared:
+    async def _prepare(self, question: str, options: AskOptions, deadline: Deadline) -> PreparedRequest:
         """Embed, look in the answer cache, retrieve, choose the context, build the prompt."""
-        top_k = self._validate(question, options)
+        top_k = validate_options(question, options, self.settings)
         timings = StageTimings()
         request_id = current_request_id() or uuid.uuid4().hex[:16]
         registry = self.collections(options.tenant)
@@ -255,13 +238,13 @@ class RagPipeline:
         cached = None if scope is None else self.answers.lookup(scope, question, vector)
         if cached is not None:
             ready = from_cache(cached, request_id, timings, deadline.started_at)
-            return _Prepared(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+            return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
         hits, fallback = await self._search(retriever, question, vector, top_k + DEDUP_SLACK, options.filters,
                                             deadline, timings)  # fmt: skip
         context = choose_context(hits, self.settings.rag)
         if context.not_found:
             ready = not_found_answer(request_id, timings, deadline.started_at)
-            return _Prepared(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+            return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
         started = time.perf_counter()
         prompts = _require(self._prompts)
         prompt = await deadline.run(
@@ -271,44 +254,8 @@ class RagPipeline:
         deadline.check("prompt assembly")
         dense = {h.chunk_id: h.dense_score for h in hits}
         scores = [score for c in prompt.citations if (score := dense.get(c.chunk_id)) is not None]
-        return _Prepared(request_id, deadline, prompt, scores, timings, fallback, cache_scope=scope, vector=vector)
-
-    def _validate(self, question: str, options: AskOptions) -> int:
-        """Check the options a client sends; returns the number of sources to put into the prompt."""
-        if not question.strip():
-            raise ValueError("question must not be empty")
-        top_k = options.top_k if options.top_k is not None else self.settings.retrieve.top_k
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-        max_model_len = self.settings.llm.max_model_len
-        if not 1 <= options.max_tokens < max_model_len:
-            raise ValueError(f"max_tokens must be between 1 and {max_model_len - 1}, got {options.max_tokens}")
-        if options.deadline_s is not None and not options.deadline_s > 0:
-            raise ValueError(f"deadline_s must be positive, got {options.deadline_s}")
-        sampling_params(options)  # raises ValueError on bad sampling options
-        return min(top_k, self.settings.rag.max_context_chunks)
-
-    def _answer(self, request: _Prepared, trace: GenerationTrace, degraded: str | None, needs_review: bool) -> Answer:
-        timings = request.timings
-        timings.queue_ms = trace.queue_ms
-        timings.prefill_ms = trace.ttft_ms() - trace.queue_ms
-        timings.decode_ms = trace.decode_ms()
-        timings.total_ms = (time.monotonic() - request.deadline.started_at) * 1e3
-        sources = [c.text for c in request.prompt.citations]
-        confidence = answer_confidence(request.dense_scores, trace.mean_logprob, grounding(trace.text, sources))
-        return Answer(
-            request_id=request.request_id,
-            text=trace.text,
-            citations=mark_cited(request.prompt.citations, trace.text),
-            timings=timings,
-            prompt_tokens=request.prompt.num_tokens,
-            completion_tokens=trace.num_completion_tokens,
-            cached_prompt_tokens=trace.num_cached_prompt_tokens,
-            finish_reason=trace.finish_reason or "stop",
-            confidence=confidence,
-            needs_review=needs_review or confidence < self.settings.rag.review_threshold,
-            degraded=degraded,
-        )
+        return PreparedRequest(request_id, deadline, prompt, scores, timings, fallback, cache_scope=scope,
+                               vector=vector)  # fmt: skip
 
     # --- retrieval -------------------------------------------------------------------------------
 
@@ -433,14 +380,3 @@ def _require(component: T | None) -> T:
     if component is None:
         raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
     return component
-
-
-def sampling_params(options: AskOptions) -> SamplingParams:
-    return SamplingParams(
-        max_tokens=options.max_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        seed=options.seed,
-        stop=list(options.stop),
-        logprobs=True,
-    )
