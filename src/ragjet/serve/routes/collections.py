@@ -50,8 +50,10 @@ def _save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
 
 
 @router.get("")
-async def list_collections(pipeline: PipelineDep, tenant: TenantDep) -> dict[str, object]:
-    return {"collections": [asdict(c) for c in await pipeline.list_collections(tenant)]}
+async def list_collections(pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep) -> dict[str, object]:
+    """The caller's collections, and `default`: the one a request that names none is asked of."""
+    collections = [asdict(c) for c in await pipeline.list_collections(tenant)]
+    return {"collections": collections, "default": settings.serve.default_collection}
 
 
 @router.post("", status_code=201)
