@@ -65,6 +65,15 @@ class RetrieveSettings(Section):
     top_k: int = Field(5, ge=1, le=1000)
     coarse_k: int = Field(100, ge=1, le=10000, description="candidates from the first (ANN) stage")
     use_bm25: bool = True
+    rerank: Literal["fused", "cross-encoder"] = Field(
+        "fused", description="fused: exact rescoring fused with BM25; cross-encoder: then a cross-encoder reorders "
+        "the best cross_encoder_candidates (needs cross_encoder_model)",
+    )
+    cross_encoder_model: str = Field("", description="a local HF directory of a BERT sequence-classification model")
+    cross_encoder_candidates: int = Field(20, ge=1, le=200, description="fused candidates the cross-encoder scores")
+    cross_encoder_budget_ms: float = Field(
+        250.0, gt=0, description="most time the cross-encoder may take; unscored candidates keep their fused order"
+    )
     rrf_k: int = Field(60, ge=1, description="reciprocal-rank fusion constant")
 
 

@@ -56,10 +56,13 @@ class BertEncoder(nn.Module):
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.layers = nn.ModuleList(BertLayer(c) for _ in range(c.num_hidden_layers))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, N) ids and 0/1 mask -> (B, N, d) token states."""
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_types: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, N) ids and 0/1 mask (and segment ids for a pair, else all segment 0) -> (B, N, d) token states."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word(input_ids) + self.position(positions) + self.token_type.weight[0]
+        segment = self.token_type.weight[0] if token_types is None else self.token_type(token_types)
+        x = self.word(input_ids) + self.position(positions) + segment
         x = self.norm(x)
         mask = attention_mask[:, None, None, :].bool()  # keys that are real tokens
         for layer in self.layers:

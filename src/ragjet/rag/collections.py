@@ -19,6 +19,7 @@ from ragjet.config import Settings
 from ragjet.embed.embedder import Embedder
 from ragjet.index import IndexParams
 from ragjet.retrieve import Retriever
+from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.store import (
     Collection,
     CollectionBusyError,
@@ -42,6 +43,7 @@ class CollectionRegistry:
         self.settings = settings
         self.root = root if root is not None else settings.collections_dir
         self.embedder: Embedder | None = None  # set by the pipeline once loaded; retrieval needs it
+        self.cross_encoder: CrossEncoder | None = None  # set by the pipeline when retrieve.rerank names one
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()  # guards _open and _writers
         self._writers: dict[str, threading.Lock] = {}
@@ -59,7 +61,8 @@ class CollectionRegistry:
         collection = self._collection(name)
         if self.embedder is None:
             raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
-        opened = _Open(collection, Retriever(collection, self.embedder, self.settings.retrieve), version)
+        retriever = Retriever(collection, self.embedder, self.settings.retrieve, self.cross_encoder)
+        opened = _Open(collection, retriever, version)
         with self._lock:
             self._open[name] = opened
         return opened.retriever

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -51,8 +52,10 @@ from ragjet.rag.types import (
     answer_events,
 )
 from ragjet.retrieve import Retriever, SearchHit
+from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.store import CollectionInfo, DocumentInfo
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NO_PROMPT = BuiltPrompt("", 0, [], 0, False)  # of a request answered without generating
@@ -78,6 +81,7 @@ class RagPipeline:
         self.settings = settings
         self._registries: dict[str, CollectionRegistry] = {}  # one per tenant, each with its own folder
         self._embedder: Embedder | None = None
+        self._cross_encoder: CrossEncoder | None = None  # retrieve.rerank = "cross-encoder"
         self._batcher: DynamicBatcher | None = None
         self._backend: LLMBackend | None = None
         self._prompts: PromptBuilder | None = None
@@ -111,8 +115,9 @@ class RagPipeline:
                 self._batcher = DynamicBatcher(
                     self._embedder, embed.batch_size, embed.max_wait_ms, single_threaded=single_threaded
                 )
+                self._cross_encoder = await asyncio.to_thread(load_cross_encoder, self.settings)
                 for registry in self._registries.values():
-                    registry.embedder = self._embedder
+                    registry.embedder, registry.cross_encoder = self._embedder, self._cross_encoder
             if self._review is None:
                 self._review = ReviewQueue(self.settings.data_dir.expanduser() / "review.db")
             if generate and self._backend is None:
@@ -312,9 +317,10 @@ class RagPipeline:
         deadline: Deadline,
         timings: StageTimings,
     ) -> tuple[list[SearchHit], str | None]:
-        result = await deadline.run(
-            "retrieval", asyncio.to_thread(retriever.search_vector, query, vector, top_k, filters)
-        )
+        search = asyncio.to_thread(retriever.search_vector, query, vector, top_k, filters, deadline.remaining_s())
+        result = await deadline.run("retrieval", search)
+        if result.rerank_note is not None:
+            log.info("rerank: %s", result.rerank_note)
         timings.search_ms = result.search_ms
         timings.rerank_ms = result.rerank_ms
         return result.hits, None if result.fallback is None else f"index fallback: {result.fallback}"
@@ -333,7 +339,7 @@ class RagPipeline:
         if registry is None:
             root = None if tenant == DEFAULT_TENANT else self.settings.tenants_dir / validate_tenant(tenant)
             registry = self._registries.setdefault(tenant, CollectionRegistry(self.settings, root))
-            registry.embedder = self._embedder
+            registry.embedder, registry.cross_encoder = self._embedder, self._cross_encoder
         return registry
 
     async def list_collections(self, tenant: str = DEFAULT_TENANT) -> list[CollectionInfo]:
@@ -374,6 +380,15 @@ class RagPipeline:
         if self._writes is None:
             self._writes = ThreadPoolExecutor(thread_name_prefix="ragjet-writer")
         return await asyncio.get_running_loop().run_in_executor(self._writes, functools.partial(fn, *args))
+
+
+def load_cross_encoder(settings: Settings) -> CrossEncoder | None:
+    retrieve = settings.retrieve
+    if retrieve.rerank != "cross-encoder":
+        return None
+    if not retrieve.cross_encoder_model:
+        raise ValueError("retrieve.rerank = 'cross-encoder' needs retrieve.cross_encoder_model (a local directory)")
+    return CrossEncoder.load(retrieve.cross_encoder_model, device=settings.embed.device)
 
 
 def _require(component: T | None) -> T:

@@ -3,11 +3,14 @@
 Stage 1 takes `coarse_k` candidates from the collection's vector index (approximate for IVF/HNSW) and
 from BM25. Stage 2 rescores the vector candidates exactly against the full-precision vectors in the
 chunk store and fuses that ranking with BM25's by reciprocal-rank fusion. If the vector index fails,
-BM25 is the backup: its candidates are still rescored exactly, and the result says why it degraded.
+BM25 is the backup: its candidates are still rescored exactly, and the result says why it degraded. With a
+cross-encoder (retrieve.rerank), the best `cross_encoder_candidates` of that ranking are read again together with
+the question and reordered, within a time budget (cross_encoder.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -16,6 +19,7 @@ import numpy as np
 
 from ragjet.config import RetrieveSettings
 from ragjet.embed.embedder import Embedder
+from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.retrieve.fusion import reciprocal_rank_fusion
 from ragjet.retrieve.types import SearchHit, SearchResult
 from ragjet.store import Collection
@@ -25,18 +29,24 @@ NO_IDS = np.empty(0, dtype=np.int64)
 
 
 class Retriever:
-    def __init__(self, collection: Collection, embedder: Embedder, settings: RetrieveSettings):
+    def __init__(
+        self, collection: Collection, embedder: Embedder, settings: RetrieveSettings,
+        cross_encoder: CrossEncoder | None = None,
+    ):  # fmt: skip
         collection.check_embedder(embedder.model_id, embedder.dim)
         self.collection, self.embedder, self.settings = collection, embedder, settings
+        self.cross_encoder = cross_encoder
 
     def search(self, query: str, top_k: int | None = None, filters: Mapping[str, object] | None = None) -> SearchResult:
         vector = self.embedder.embed([query])[0]
         return self.search_vector(query, vector, top_k if top_k is not None else self.settings.top_k, filters)
 
     def search_vector(
-        self, query: str, vector: np.ndarray, top_k: int, filters: Mapping[str, object] | None = None
-    ) -> SearchResult:
-        """Search with a query already embedded (the pipeline batches query embeddings across requests)."""
+        self, query: str, vector: np.ndarray, top_k: int, filters: Mapping[str, object] | None = None,
+        budget_s: float | None = None,
+    ) -> SearchResult:  # fmt: skip
+        """Search with a query already embedded (the pipeline batches query embeddings across requests);
+        `budget_s`: time the cross-encoder may still take (the request's deadline), if one is configured."""
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         started = time.perf_counter()
@@ -49,8 +59,25 @@ class Retriever:
         if self.settings.use_bm25 or fallback:
             bm25_scores, bm25_ids = self.collection.bm25.search(query, coarse_k, allowed)
         searched = time.perf_counter()
-        hits = self._rerank(vector, dense_ids if fallback is None else bm25_ids, bm25_ids, bm25_scores, top_k)
-        return SearchResult(hits, (searched - started) * 1e3, (time.perf_counter() - searched) * 1e3, fallback)
+        depth = max(top_k, self.settings.cross_encoder_candidates) if self.cross_encoder else top_k
+        hits = self._rerank(vector, dense_ids if fallback is None else bm25_ids, bm25_ids, bm25_scores, depth)
+        note = None
+        if self.cross_encoder is not None and hits:
+            hits, note = self._cross_encode(query, hits, budget_s)
+        return SearchResult(hits[:top_k], (searched - started) * 1e3, (time.perf_counter() - searched) * 1e3,
+                            fallback, note)  # fmt: skip
+
+    def _cross_encode(self, query: str, hits: list[SearchHit], budget_s: float | None) -> tuple[list[SearchHit], str]:
+        """Hits reordered by the cross-encoder, and what it managed within its budget."""
+        assert self.cross_encoder is not None
+        budget = self.settings.cross_encoder_budget_ms / 1e3
+        budget = budget if budget_s is None else min(budget, max(0.0, budget_s / 2))  # leave the LLM its share
+        reranked = self.cross_encoder.rerank(query, [h.text for h in hits], budget_s=budget)
+        ordered = [dataclasses.replace(hits[i], rank=rank) for rank, i in enumerate(reranked.order, start=1)]
+        note = f"cross-encoder scored {reranked.num_scored} of {len(hits)} in {reranked.ms:.0f} ms"
+        if reranked.num_scored < len(hits):
+            note += " (budget spent: the rest kept their fused order)"
+        return ordered, note
 
     def _vector_candidates(
         self, vector: np.ndarray, k: int, allowed: np.ndarray | None

@@ -25,3 +25,4 @@ class SearchResult:
     search_ms: float
     rerank_ms: float
     fallback: str | None = None  # why the backup index answered instead of the primary one
+    rerank_note: str | None = None  # what the cross-encoder did, when one is configured
