@@ -41,8 +41,7 @@ def test_scores_match_transformers_for_question_passage_pairs(model_dir: Path) -
     from tokenizers import Tokenizer
     from transformers import BertForSequenceClassification
 
-    ours = CrossEncoder.load(model_dir, device="cpu")
-    ours.model.float()  # compare in fp32 whatever the CPU policy's dtype
+    ours = CrossEncoder.load(model_dir, device="cpu", dtype=torch.float32)  # fp32, to compare with fp32
     oracle = BertForSequenceClassification.from_pretrained(model_dir).eval()
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     expected = []
@@ -55,8 +54,7 @@ def test_scores_match_transformers_for_question_passage_pairs(model_dir: Path) -
 
 
 def test_batching_and_length_sorting_do_not_change_the_ranking(model_dir: Path) -> None:
-    ours = CrossEncoder.load(model_dir, device="cpu")
-    ours.model.float()
+    ours = CrossEncoder.load(model_dir, device="cpu", dtype=torch.float32)
     alone = [float(ours.scores(QUESTION, [p])[0]) for p in PASSAGES]
     for batch_size in (1, 2, 16):
         reranked = ours.rerank(QUESTION, PASSAGES, batch_size=batch_size)

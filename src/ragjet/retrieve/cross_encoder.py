@@ -55,8 +55,9 @@ class CrossEncoder:
         tokenizer.enable_truncation(max_len, strategy="only_second")
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> CrossEncoder:
-        """ValueError naming what is missing for a directory that is not a BERT sequence classifier."""
+    def load(cls, path: str | Path, device: str = "auto", dtype: torch.dtype | None = None) -> CrossEncoder:
+        """`dtype` None: fp16 on CUDA, the CPU policy's embedder dtype on the CPU. ValueError naming what is
+        missing for a directory that is not a BERT sequence classifier."""
         folder = Path(path).expanduser()
         missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
         if missing:
@@ -66,7 +67,7 @@ class CrossEncoder:
         torch_device = pick_device(device)
         model = CrossEncoderModel(config, len(raw.get("id2label", {0: "score"})))
         _load_weights(model, load_file(str(folder / "model.safetensors")))
-        dtype = torch.float16 if torch_device.type == "cuda" else cpu_policy().embed_dtype
+        dtype = dtype or (torch.float16 if torch_device.type == "cuda" else cpu_policy().embed_dtype)
         model = model.to(torch_device, dtype).eval().requires_grad_(False)
         return cls(model, Tokenizer.from_file(str(folder / "tokenizer.json")), torch_device,
                    min(512, config.max_position_embeddings))  # fmt: skip
