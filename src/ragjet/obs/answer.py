@@ -49,3 +49,5 @@ class ObservedAnswer(Protocol):
     def needs_review(self) -> bool: ...
     @property
     def degraded(self) -> str | None: ...  # why a fallback answered, None when none did
+    @property
+    def from_cache(self) -> bool: ...  # served from the answer cache

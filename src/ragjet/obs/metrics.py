@@ -41,6 +41,8 @@ class Metrics:
         self.review_flags = Counter("ragjet_review_flags", "Answers flagged for human review", registry=self.registry)
         self.tokens = Counter("ragjet_tokens", "Tokens processed", ["kind"], registry=self.registry)
         self.errors = Counter("ragjet_errors", "Failed requests by kind", ["kind"], registry=self.registry)
+        self.cache_hits = Counter("ragjet_answer_cache_hits", "Answers served from the answer cache",
+                                  registry=self.registry)  # fmt: skip
 
     def observe_response(self, route: str, status: int) -> None:
         self.requests.labels(route, str(status)).inc()
@@ -49,11 +51,15 @@ class Metrics:
 
     def observe_answer(self, answer: ObservedAnswer) -> None:
         t = answer.timings
+        self.answers.labels(answer.finish_reason).inc()
+        if answer.from_cache:  # no retrieval, no generation: only its total joins the stage histograms
+            self.cache_hits.inc()
+            self.stage_seconds.labels("total").observe(t.total_ms / 1e3)
+            return
         for stage in STAGES:
             self.stage_seconds.labels(stage).observe(getattr(t, f"{stage}_ms") / 1e3)
         if answer.completion_tokens > 1:
             self.decode_token_seconds.observe(t.decode_ms / 1e3 / (answer.completion_tokens - 1))
-        self.answers.labels(answer.finish_reason).inc()
         if answer.degraded:
             self.fallbacks.labels(answer.degraded.split(":", 1)[0]).inc()
         if answer.needs_review:
