@@ -2,8 +2,8 @@
 
 Every suite returns ``BenchRow``s measured in the same run as its peer, so the ratio is honest.
 ``write_suite`` replaces that suite's section for this host (CPU model and ISA level) in docs/benchmarks.md,
-leaving other hosts' sections beside it, and appends the rows to docs/benchmarks.json, which keeps the history
-for regression tracking.
+leaving other hosts' sections beside it, draws the section's ragjet-vs-peer ratios as an SVG chart beside it
+(docs/charts/), and appends the rows to docs/benchmarks.json, which keeps the history for regression tracking.
 """
 
 from __future__ import annotations
@@ -96,9 +96,11 @@ def write_suite(suite: str, title: str, rows: list[BenchRow], notes: str, out: P
     """Replace the suite's section of the markdown report and append its rows to the JSON history."""
     date, sha, machine = dt.date.today().isoformat(), _git_sha(), machine_description()
     key = f"{suite} on {host_label()}"  # one section per suite and host: other hosts' figures stay
+    chart = out.parent / "charts" / f"{suite}-{re.sub(r'[^a-z0-9]+', '-', host_label().lower()).strip('-')}.svg"
+    picture = f"![{title}: ratios to the peers](charts/{chart.name})\n\n" if ratio_chart(rows, chart, title) else ""
     section = (
         f"<!-- suite:{key} -->\n## {title} — {host_label()}\n\n"
-        f"Measured {date} at {sha} on {machine}.\n\n{notes.strip()}\n\n{markdown_table(rows)}\n"
+        f"Measured {date} at {sha} on {machine}.\n\n{notes.strip()}\n\n{picture}{markdown_table(rows)}\n"
         f"<!-- /suite:{key} -->\n"
     )
     text = out.read_text() if out.exists() else "# ragjet benchmarks\n\nWritten by `make bench`.\n\n"
@@ -113,3 +115,25 @@ def write_suite(suite: str, title: str, rows: list[BenchRow], notes: str, out: P
         rec = asdict(r) | {"ratio": r.ratio, "machine": machine, "date": date, "git_sha": sha}
         records.append(rec)
     history.write_text(json.dumps(records, indent=1) + "\n")
+
+
+def ratio_chart(rows: list[BenchRow], path: Path, title: str) -> bool:
+    """A bar per row with a peer: how many times better ragjet did (log scale, 1 = a tie); False if none has one."""
+    from matplotlib.figure import Figure  # a bare Figure draws on Agg and never opens a window
+
+    compared = [r for r in rows if r.ratio is not None]
+    if not compared:
+        return False
+    ratios = [r.ratio for r in compared if r.ratio is not None]
+    figure = Figure(figsize=(9, 0.35 * len(compared) + 1.2), layout="constrained")
+    axes = figure.subplots()
+    labels = [f"{r.case} · {r.metric} (vs {r.peer})" for r in compared]
+    axes.barh(labels, ratios, color=["tab:green" if x >= 1 else "tab:red" for x in ratios])
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.invert_yaxis()
+    axes.set_xlabel("× better than the peer (>1: ragjet better)")
+    axes.set_title(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="svg")
+    return True
