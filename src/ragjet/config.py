@@ -114,6 +114,10 @@ class LLMSettings(Section):
     )
     max_waiting: int = Field(256, ge=1, description="bounded waiting queue; beyond it requests are refused")
     enable_prefix_caching: bool = True
+    tensor_parallel_size: int = Field(
+        1, ge=1, le=64, description="processes the model is sharded over (one per GPU; gloo ranks on the CPU); it "
+        "must divide the model's attention and KV heads",
+    )
     cpu_twin: Literal["auto", "prepare", "on_failure"] = Field(
         "auto",
         description="CUDA: when to build the CPU twin that serves if the GPU fails: at start in the background "

@@ -79,3 +79,25 @@ def test_every_engine_setting_reaches_the_engine_config() -> None:
     config = engine_config(LLMSettings(**changed))
     assert dataclasses.asdict(config) == changed
     assert engine_config(LLMSettings(**changed), kv_cache_memory_gb=0.0).kv_cache_memory_gb == 0.0
+
+
+async def test_a_tensor_parallel_backend_answers_as_one_process(tiny_llama_dir: Path) -> None:
+    """tensor_parallel_size=2 on the CPU: rank 0 in this process, rank 1 spawned; same greedy text, and rank 1's
+    process ends with the backend."""
+    import multiprocessing
+
+    params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
+    settings = dict(model=str(tiny_llama_dir), device="cpu", max_model_len=256, block_size=4)
+    alone = create_backend(LLMSettings(**settings))
+    expected = (await alone.complete(MESSAGES, params)).text
+    await alone.close()
+    sharded = create_backend(LLMSettings(**settings, tensor_parallel_size=2))
+    try:
+        assert [p.name for p in multiprocessing.active_children()] == ["ragjet-tp-rank1"]
+        completions = [await sharded.complete(MESSAGES, params) for _ in range(2)]
+        assert [c.text for c in completions] == [expected, expected]
+    finally:
+        await sharded.close()
+    for process in multiprocessing.active_children():
+        process.join(timeout=30)
+    assert multiprocessing.active_children() == []

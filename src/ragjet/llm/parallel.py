@@ -7,8 +7,11 @@ down_proj) are row-parallel: every rank multiplies its slice and one all-reduce 
 layer costs two all-reduces, and each rank's KV cache holds only its own KV heads. Embeddings, norms and the LM
 head stay whole on every rank, so after the last all-reduce every rank has the same hidden states and logits.
 
-Every rank runs the same engine on the same requests (SPMD): scheduling is deterministic, the logits are equal
-on all ranks, and so are the sampled tokens. Shard before quantising (quantize_model works on the slices).
+Serving (llm.tensor_parallel_size = N): rank 0 runs the engine (scheduler, sampler); before each forward it
+broadcasts the step's host-side inputs, and ranks 1..N-1, in processes of their own (backends/tp_workers.py), run
+the same forward on their shards, joining its all-reduces; they never schedule or sample. Every rank can also run
+a whole engine on the same requests (SPMD: scheduling is deterministic and the logits equal on all ranks), which
+is how the test checks the sharding. Shard before quantising (quantize_model works on the slices).
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ class RowParallelLinear(nn.Module):
         out = self.linear(x)
         dist.all_reduce(out)
         return out
+
+
+def from_leader(value: object = None) -> object:
+    """Rank 0's `value` on every rank (rank 0 passes it, the followers pass nothing and get it)."""
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def init_tensor_parallel(rank: int, world_size: int, init_method: str | None = None) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ragjet.config import LLMSettings
     from ragjet.llm.engine.llm_engine import LLMEngine
     from ragjet.llm.engine.outputs import EngineStats
+    from ragjet.llm.loaders import LoadedModel
     from ragjet.llm.sampling_params import SamplingParams
     from ragjet.llm.tokenizer import Tokenizer
 
@@ -137,21 +138,43 @@ def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLME
 
 
 def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
-    from ragjet.device import default_dtype, pick_device
+    """The engine over `settings.model` on `device`; with tensor_parallel_size > 1 (and not as the CPU twin) this is
+    rank 0, and the other ranks are started in processes of their own first (tp_workers.py)."""
+    from ragjet.device import pick_device
     from ragjet.llm.engine.llm_engine import LLMEngine
-    from ragjet.llm.loaders import load_model
-    from ragjet.llm.quantize import auto_quantization, quantize_model
 
     is_twin = device.type == "cpu" and pick_device(settings.device).type == "cuda"
     if device.type == "cpu" and not is_twin:
         _check_cpu_dtype(settings)
+    if is_twin:  # one process on the CPU: no tensor parallelism there
+        twin = settings.model_copy(update={"tensor_parallel_size": 1})
+        return LLMEngine(load_rank(twin, device, 0), engine_config(twin, kv_cache_memory_gb=0.0))
+    config = engine_config(settings)
+    if settings.tensor_parallel_size > 1:
+        from ragjet.llm import parallel
+        from ragjet.llm.backends.tp_workers import rank_device, start_followers
+
+        init_method, _ = start_followers(settings, device, load_rank, config)
+        device = rank_device(device, 0)
+        parallel.init_tensor_parallel(0, settings.tensor_parallel_size, init_method)
+    return LLMEngine(load_rank(settings, device, 0), config)
+
+
+def load_rank(settings: LLMSettings, device: torch.device, rank: int) -> LoadedModel:
+    """`settings.model` loaded onto `device`, sharded for `rank` of tensor_parallel_size, quantised as set."""
+    from ragjet.device import default_dtype, pick_device
+    from ragjet.llm.loaders import load_model
+    from ragjet.llm.parallel import shard_model
+    from ragjet.llm.quantize import auto_quantization, quantize_model
+
+    is_twin = device.type == "cpu" and pick_device(settings.device).type == "cuda"
     dtype = default_dtype(device, "auto" if is_twin else settings.dtype)
-    loaded = load_model(settings.model, device=device, dtype=dtype)
+    loaded = shard_model(load_model(settings.model, device=device, dtype=dtype), rank, settings.tensor_parallel_size)
     mode = settings.quantization
     if mode == "auto" or (is_twin and mode == "bf16"):
         mode = auto_quantization(device, loaded.source)
     quantize_model(loaded.model, mode, dense_prefill=settings.dense_prefill and device.type == "cpu")
-    return LLMEngine(loaded, engine_config(settings, kv_cache_memory_gb=0.0 if is_twin else None))
+    return loaded
 
 
 def engine_config(settings: LLMSettings, **overrides: object) -> EngineConfig:

@@ -150,7 +150,10 @@ class AsyncLLMEngine:
             started.set_exception(exc)
             return
         started.set_result(None)
-        self._step_loop()
+        try:
+            self._step_loop()
+        finally:
+            self.engine.close()
 
     def _step_loop(self) -> None:
         while self._wait_for_work():

@@ -17,6 +17,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     num_speculative_tokens: int = 3  # prompt-lookup draft per greedy decode step (0 = off)
     max_speculative_seqs: int = 4  # draft only in decode steps of at most this many sequences
+    tensor_parallel_size: int = 1  # ranks the model is sharded over (llm/parallel.py); rank 0 runs this engine
     cpu_kernels: bool = True  # on the CPU: build/load the fused kernels (llm/kernels) at start, for the compute dtype
 
     def __post_init__(self) -> None:

@@ -105,6 +105,10 @@ class LLMEngine:
         self._generators.pop(victim.request_id, None)
         return RequestFailedError(victim.request_id, exc, outputs)
 
+    def close(self) -> None:
+        """Release what outlives a step: tensor-parallel followers wait on this engine's model runner."""
+        self.model_runner.close()
+
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 

@@ -20,8 +20,9 @@ from typing import TypeVar
 
 import torch
 
+from ragjet.llm import parallel
 from ragjet.llm.engine.config import EngineConfig
-from ragjet.llm.engine.memory import device_budget, plan_kv_cache
+from ragjet.llm.engine.memory import KVCacheTooSmallError, device_budget, plan_kv_cache
 from ragjet.llm.engine.sequence import Sequence
 from ragjet.llm.kernels import cpu as cpu_kernels
 from ragjet.llm.kernels import triton_attention
@@ -204,7 +205,9 @@ class DecodeGraphs:
 
 
 class ModelRunner:
-    def __init__(self, loaded: LoadedModel, config: EngineConfig, max_tokens_needed: int):
+    def __init__(self, loaded: LoadedModel, config: EngineConfig, max_tokens_needed: int,
+                 leader_blocks: int | None = None):  # fmt: skip
+        """`leader_blocks`: on a tensor-parallel follower, rank 0's KV pool size (its block ids are used here)."""
         self.model, self.block_size, self.config = loaded.model, config.block_size, config
         block_size = config.block_size
         self.device = next(loaded.model.parameters()).device
@@ -222,7 +225,18 @@ class ModelRunner:
             blocks_wanted=-(-max_tokens_needed // block_size),  # every sequence at full length
         )  # fmt: skip
         self.num_blocks = self.memory.num_blocks
-        use_graphs = self.device.type == "cuda" and triton_attention.available()
+        # Tensor parallel: rank 0 sizes the pool (each rank holds the same blocks of its own KV heads) and sends
+        # every step's inputs; a follower only runs forwards.
+        self.leads = config.tensor_parallel_size > 1 and leader_blocks is None
+        if self.leads:
+            parallel.from_leader(self.num_blocks)
+        elif leader_blocks is not None:
+            if leader_blocks > self.num_blocks:
+                raise KVCacheTooSmallError(
+                    f"rank 0's KV pool has {leader_blocks} blocks; this rank's memory fits {self.num_blocks}"
+                )
+            self.num_blocks = leader_blocks
+        use_graphs = self.device.type == "cuda" and triton_attention.available() and config.tensor_parallel_size == 1
         # With graphs, one block more than the allocator hands out: where padded decode slots write (pad_decode).
         shape = (2, len(self.layers), self.num_blocks + use_graphs, block_size, cfg.num_kv_heads, cfg.head_dim)
         self.kv_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
@@ -268,8 +282,15 @@ class ModelRunner:
         tokens, logprobs = sample(logits, rows)
         return _split(tokens, inputs.num_scored), None if logprobs is None else _split(logprobs, inputs.num_scored)
 
+    def close(self) -> None:
+        """Let tensor-parallel followers go (their loop ends on None)."""
+        if self.leads:
+            parallel.from_leader(None)
+
     def _forward(self, inputs: StepInputs) -> torch.Tensor:
         """Hidden states (N, hidden) of the step's scored rows (all T when nothing is scored)."""
+        if self.leads:
+            parallel.from_leader(inputs)
         step = to_step_tensors(inputs, self.device)
         hidden = self.model(step.input_ids, step.positions, step.meta)  # (T, hidden)
         if 0 < len(step.scored_rows) < len(inputs.input_ids):
