@@ -172,6 +172,10 @@ class ServeSettings(Section):
         default_factory=list, description="OpenAI model names that, like `ragjet`, mean the default collection"
     )
     auth_enabled: bool = Field(True, description="require an API key on every route but health (off only for demos)")
+    read_only: bool = Field(
+        False, description="refuse every collection write with 403: a serving replica whose collections another "
+        "process publishes (deploy/k8s)",
+    )
     rate_limit_per_s: float = Field(20.0, gt=0, description="sustained requests per second per API key (or client)")
     rate_limit_burst: int = Field(40, ge=1, description="requests a key may send at once before rate limiting")
     ingest_roots: list[Path] = Field(

@@ -374,9 +374,17 @@ class RagPipeline:
 
         return await self._write(run)
 
+    def check_writable(self) -> None:
+        """PermissionError on a server whose collections another process publishes (serve.read_only)."""
+        if self.settings.serve.read_only:
+            raise PermissionError("this server is read-only (serve.read_only): its collections are published by "
+                                  "another process, e.g. the ingest Job")  # fmt: skip
+
     async def _write(self, fn: Callable[..., T], *args: object) -> T:
         """Run a collection write on the writer pool: a long ingest (or one waiting for its collection's
-        writer lock) never holds a thread that retrieval and prompt assembly need."""
+        writer lock) never holds a thread that retrieval and prompt assembly need. PermissionError on a
+        read-only server (serve.read_only)."""
+        self.check_writable()
         if self._writes is None:
             self._writes = ThreadPoolExecutor(thread_name_prefix="ragjet-writer")
         return await asyncio.get_running_loop().run_in_executor(self._writes, functools.partial(fn, *args))

@@ -76,6 +76,7 @@ async def upload_documents(
     name: str, files: list[UploadFile], pipeline: PipelineDep, settings: SettingsDep, tenant: TenantDep
 ) -> dict[str, object]:
     """Store uploads under the data dir (stable sources, so a re-upload replaces the old version) and ingest."""
+    pipeline.check_writable()  # before the files are stored
     folder = settings.data_dir.expanduser() / "uploads" / tenant / CollectionCreate(name=name).name
     received = []
     for upload in files:
