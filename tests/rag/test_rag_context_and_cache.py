@@ -90,6 +90,9 @@ async def test_a_repeated_question_is_answered_from_the_cache_until_the_collecti
     assert not first.from_cache and again.from_cache and again.text == first.text
     assert again.citations == first.citations and again.request_id != first.request_id
     assert again.timings.prefill_ms == 0 and again.completion_tokens == first.completion_tokens
+    assert again.timings.embed_ms == 0  # the same words: answered before the question was even embedded
+    near = await pipeline.ask(QUESTION.lower().replace("?", " ?"), options)  # other words: found by its embedding
+    assert near.from_cache and near.text == first.text and near.timings.embed_ms > 0
     assert not (await pipeline.ask(QUESTION, dataclasses.replace(options, use_cache=False))).from_cache
     note = tmp_path / "note.md"
     note.write_text("# Note\n\nPumice floats on water because it is full of gas bubbles.\n")

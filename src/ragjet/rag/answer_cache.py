@@ -51,17 +51,17 @@ class AnswerCache:
         self.max_entries, self.similarity = max_entries, similarity
         self._entries: OrderedDict[tuple[CacheScope, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = 0
 
     def lookup(self, scope: CacheScope, question: str, vector: np.ndarray | None = None) -> Answer | None:
         """The cached answer for this exact question, else (given its embedding) for the most similar one above
-        the threshold; None on a miss. The caller owns the returned copy."""
+        the threshold; None on a miss. The caller owns the returned copy. Asked without the embedding first, a
+        repeated question is answered before any model work (about a millisecond)."""
         with self._lock:
             entry = self._entries.get((scope, _normal(question)))
             if entry is None and vector is not None:
                 entry = self._nearest(scope, vector)
             if entry is None:
-                self.misses += 1
                 return None
             self._entries.move_to_end((scope, _normal(entry.question)))
             self.hits += 1

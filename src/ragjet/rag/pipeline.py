@@ -232,15 +232,20 @@ class RagPipeline:
         return answer_events(answer)
 
     async def _prepare(self, question: str, options: AskOptions, deadline: Deadline) -> PreparedRequest:
-        """Embed, look in the answer cache, retrieve, choose the context, build the prompt."""
+        """Look in the answer cache (by the words, then by the embedding), retrieve, choose the context, build the
+        prompt."""
         top_k = validate_options(question, options, self.settings)
         timings = StageTimings()
         request_id = current_request_id() or uuid.uuid4().hex[:16]
         registry = self.collections(options.tenant)
         retriever = registry.retriever(options.collection)  # an unknown collection fails before any model work
-        vector = await self._embed_query(question, deadline, timings)
         scope = CacheScope.of(options, registry.version(options.collection)) if options.use_cache else None
-        cached = None if scope is None else self.answers.lookup(scope, question, vector)
+        cached = None if scope is None else self.answers.lookup(scope, question)  # the same words: no embedding
+        if cached is not None:
+            ready = from_cache(cached, request_id, timings, deadline.started_at)
+            return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+        vector = await self._embed_query(question, deadline, timings)
+        cached = None if scope is None else self.answers.lookup(scope, question, vector)  # nearly the same words
         if cached is not None:
             ready = from_cache(cached, request_id, timings, deadline.started_at)
             return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
