@@ -150,5 +150,10 @@ def test_the_async_client_answers_streams_and_searches(live_server: LiveServer) 
             assert COLLECTION in {c.name for c in await ragjet.collections()}
             with pytest.raises(NotFoundError):
                 await ragjet.ask(QUESTION, collection="absent")
+            created = await ragjet.create_collection("async-notes")
+            assert created.name == "async-notes" and await ragjet.documents("async-notes") == []
+            await ragjet.delete_collection("async-notes")
+            assert "async-notes" not in {c.name for c in await ragjet.collections()}
+            assert isinstance(await ragjet.review_items(), list)
 
     asyncio.run(run())

@@ -7,10 +7,10 @@
             ...  # StreamStart (citations), TextDelta, StreamDone (the whole Answer)
 
 Every route is a method of `Client` (ROUTES; a test walks the server's OpenAPI schema to keep it so); `AsyncClient`
-has the query path (ask, ask_stream, embed, search, collections). Errors are typed by the server's error code
-(client/models.py); 429 and 503 are retried after the server's Retry-After (or an exponential
-backoff) while `max_retries` last. The two classes share how requests are built and responses read; only the
-sending differs.
+has the query path (ask, ask_stream, embed, search) and collection and review administration (uploads are
+sync-only). Errors are typed by the server's error code (client/models.py); 429 and 503 are retried after the
+server's Retry-After (or an exponential backoff) while `max_retries` last. The two classes share how requests are
+built and responses read; only the sending differs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -42,6 +42,7 @@ from ragjet.serve.schemas import CitationOut, RagAnswerInfo
 
 Progress = Callable[[int, int], None]  # (bytes sent, bytes in all) of an upload
 RETRIED_STATUSES = (429, 503)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,33 @@ ROUTES: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
+def _collections() -> tuple[_Call, Callable[[Any], list[CollectionInfo]]]:
+    return _Call("GET", "/v1/collections"), lambda body: [CollectionInfo(**c) for c in body["collections"]]
+
+
+def _create_collection(name: str) -> tuple[_Call, Callable[[Any], CollectionInfo]]:
+    return _Call("POST", "/v1/collections", {"name": name}), lambda body: CollectionInfo(**body)
+
+
+def _documents(name: str) -> tuple[_Call, Callable[[Any], list[DocumentInfo]]]:
+    parse: Callable[[Any], list[DocumentInfo]] = lambda body: [DocumentInfo(**d) for d in body["documents"]]  # noqa: E731
+    return _Call("GET", f"/v1/collections/{name}/documents"), parse
+
+
+def _delete_document(name: str, source: str) -> _Call:
+    return _Call("DELETE", f"/v1/collections/{name}/documents", params={"source": source})
+
+
+def _review_items(status: str | None, limit: int) -> tuple[_Call, Callable[[Any], list[ReviewItem]]]:
+    params = {"limit": limit, **({"status": status} if status else {})}
+    return _Call("GET", "/v1/review", params=params), lambda body: [ReviewItem(**i) for i in body["items"]]
+
+
+def _resolve_review(item_id: str, answer: str, reviewer: str | None) -> tuple[_Call, Callable[[Any], ReviewItem]]:
+    body = {"answer": answer, **({"reviewer": reviewer} if reviewer else {})}
+    return _Call("POST", f"/v1/review/{item_id}/resolve", body), lambda reply: ReviewItem(**reply)
+
+
 class Client:
     """Synchronous client; also a context manager that closes its connection pool."""
 
@@ -226,19 +254,21 @@ class Client:
         response = self._send(_Call("POST", "/v1/search", {k: v for k, v in body.items() if v is not None}))
         return SearchResponse.model_validate(response.json())
 
+    def _json(self, call: _Call, parse: Callable[[Any], T]) -> T:
+        return parse(self._send(call).json())
+
     # collections
     def collections(self) -> list[CollectionInfo]:
-        return [CollectionInfo(**c) for c in self._send(_Call("GET", "/v1/collections")).json()["collections"]]
+        return self._json(*_collections())
 
     def create_collection(self, name: str) -> CollectionInfo:
-        return CollectionInfo(**self._send(_Call("POST", "/v1/collections", {"name": name})).json())
+        return self._json(*_create_collection(name))
 
     def delete_collection(self, name: str) -> None:
         self._send(_Call("DELETE", f"/v1/collections/{name}"))
 
     def documents(self, name: str) -> list[DocumentInfo]:
-        body = self._send(_Call("GET", f"/v1/collections/{name}/documents")).json()
-        return [DocumentInfo(**d) for d in body["documents"]]
+        return self._json(*_documents(name))
 
     def upload(self, name: str, paths: Sequence[Path | str], progress: Progress | None = None) -> IngestReport:
         """Upload files and ingest them; `progress(sent, total)` follows the bytes as they go."""
@@ -251,33 +281,31 @@ class Client:
         return IngestReport(**response.json()["report"])
 
     def delete_document(self, name: str, source: str) -> None:
-        self._send(_Call("DELETE", f"/v1/collections/{name}/documents", params={"source": source}))
+        self._send(_delete_document(name, source))
 
     # review queue
     def review_items(self, status: str | None = None, limit: int = 100) -> list[ReviewItem]:
-        params = {"limit": limit, **({"status": status} if status else {})}
-        return [ReviewItem(**i) for i in self._send(_Call("GET", "/v1/review", params=params)).json()["items"]]
+        return self._json(*_review_items(status, limit))
 
     def review_item(self, item_id: str) -> ReviewItem:
-        return ReviewItem(**self._send(_Call("GET", f"/v1/review/{item_id}")).json())
+        return self._json(_Call("GET", f"/v1/review/{item_id}"), lambda body: ReviewItem(**body))
 
     def resolve_review(self, item_id: str, answer: str, reviewer: str | None = None) -> ReviewItem:
-        body = {"answer": answer, **({"reviewer": reviewer} if reviewer else {})}
-        return ReviewItem(**self._send(_Call("POST", f"/v1/review/{item_id}/resolve", body)).json())
+        return self._json(*_resolve_review(item_id, answer, reviewer))
 
     # the server
     def system(self) -> dict[str, Any]:
-        return dict(self._send(_Call("GET", "/v1/system")).json())
+        return self._json(_Call("GET", "/v1/system"), dict)
 
     def health(self) -> bool:
-        return self._send(_Call("GET", "/healthz")).json().get("status") == "ok"
+        return self._json(_Call("GET", "/healthz"), lambda body: body.get("status") == "ok")
 
     def ready(self) -> bool:
         try:
             self._send(_Call("GET", "/readyz"))
-        except RagjetError as error:
-            if isinstance(error, RagjetConnectionError):
-                raise
+        except RagjetConnectionError:
+            raise
+        except RagjetError:
             return False
         return True
 
@@ -342,5 +370,25 @@ class AsyncClient:
         return SearchResponse.model_validate(response.json())
 
     async def collections(self) -> list[CollectionInfo]:
-        body = (await self._send(_Call("GET", "/v1/collections"))).json()
-        return [CollectionInfo(**c) for c in body["collections"]]
+        return await self._json(*_collections())
+
+    async def _json(self, call: _Call, parse: Callable[[Any], T]) -> T:
+        return parse((await self._send(call)).json())
+
+    async def create_collection(self, name: str) -> CollectionInfo:
+        return await self._json(*_create_collection(name))
+
+    async def delete_collection(self, name: str) -> None:
+        await self._send(_Call("DELETE", f"/v1/collections/{name}"))
+
+    async def documents(self, name: str) -> list[DocumentInfo]:
+        return await self._json(*_documents(name))
+
+    async def delete_document(self, name: str, source: str) -> None:
+        await self._send(_delete_document(name, source))
+
+    async def review_items(self, status: str | None = None, limit: int = 100) -> list[ReviewItem]:
+        return await self._json(*_review_items(status, limit))
+
+    async def resolve_review(self, item_id: str, answer: str, reviewer: str | None = None) -> ReviewItem:
+        return await self._json(*_resolve_review(item_id, answer, reviewer))
