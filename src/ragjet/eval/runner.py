@@ -153,7 +153,8 @@ async def _run_generation(
     await pipeline.start()
     try:
         await pipeline.ingest(collection, paths)
-        options = AskOptions(collection=collection, max_tokens=max_tokens, temperature=0.0)
+        # Every question is generated: a dataset that repeats one must not score the answer cache.
+        options = AskOptions(collection=collection, max_tokens=max_tokens, temperature=0.0, use_cache=False)
         outcomes = []
         for query in dataset.queries:
             hits = await pipeline.search(query.text, collection, CHUNK_HITS)
