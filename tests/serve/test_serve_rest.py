@@ -80,6 +80,10 @@ def test_health_readiness_metrics_and_openapi(http: httpx.Client) -> None:
         assert f'ragjet_stage_seconds_count{{stage="{stage}"}}' in metrics
     assert 'ragjet_http_requests_total{route="/v1/chat/completions",status="200"}' in metrics
     assert "ragjet_engine_num_free_blocks" in metrics and "ragjet_prefix_cache_hits_total" in metrics
+    for part in ("limit", "weights", "kv_cache"):  # the engine's memory split (llm/engine/memory.py)
+        assert f'ragjet_engine_memory_bytes{{part="{part}"}}' in metrics
+    memory = http.get("/v1/system").json()["engine_memory"]
+    assert memory["kv_cache"] > 0 and memory["num_blocks"] > 0 and memory["device"] == "cpu"
     http.post("/v1/search", json={"query": "x", "collection": "nope"})
     assert 'ragjet_errors_total{kind="client_error"}' in http.get("/metrics").text
     paths = http.get("/openapi.json").json()["paths"]
