@@ -154,6 +154,9 @@ class RagSettings(Section):
         0.2, ge=-1, le=1, description="adaptive: when no chunk's cosine similarity reaches this, the answer is "
         "'not found in the documents' at once, with no generation (-1: always generate)",
     )
+    stop_on_repetition: bool = Field(
+        True, description="end a generation when it repeats a whole sentence (small models loop; the rest is noise)"
+    )
     answer_cache_entries: int = Field(1024, ge=0, description="answers kept for repeated questions (0: no cache)")
     answer_cache_similarity: float = Field(
         0.97, gt=0, le=1, description="a question this similar (cosine) to a cached one, with the same options and "
