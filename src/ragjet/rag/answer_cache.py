@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -90,9 +89,8 @@ class AnswerCache:
         return len(self._entries)
 
 
-def from_cache(cached: Answer, request_id: str, timings: StageTimings, started_at: float) -> Answer:
+def from_cache(cached: Answer, request_id: str, timings: StageTimings) -> Answer:
     """A cached answer served to a new request: its own id and timings, marked as from the cache."""
-    timings.total_ms = (time.monotonic() - started_at) * 1e3
     return dataclasses.replace(cached, request_id=request_id, timings=timings, review_id=None, from_cache=True)
 
 

@@ -3,7 +3,6 @@ answer is assembled from the generation (timings, citations marked, confidence, 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,15 @@ class PreparedRequest:
     vector: np.ndarray | None = None  # the question's embedding
 
 
+NO_PROMPT = BuiltPrompt("", 0, [], 0, False)  # of a request answered without generating
+
+
+def answered(answer: Answer, deadline: Deadline) -> PreparedRequest:
+    """A request answered before generation (from the answer cache, or "not found"), its total timed now."""
+    answer.timings.total_ms = deadline.elapsed_ms()
+    return PreparedRequest(answer.request_id, deadline, NO_PROMPT, [], answer.timings, ready=answer)
+
+
 def validate_options(question: str, options: AskOptions, settings: Settings) -> int:
     """Check the options a client sends; returns the number of sources to put into the prompt."""
     if not question.strip():
@@ -56,7 +64,7 @@ def build_answer(
     timings.queue_ms = trace.queue_ms
     timings.prefill_ms = trace.ttft_ms() - trace.queue_ms
     timings.decode_ms = trace.decode_ms()
-    timings.total_ms = (time.monotonic() - request.deadline.started_at) * 1e3
+    timings.total_ms = request.deadline.elapsed_ms()
     sources = [c.text for c in request.prompt.citations]
     confidence = answer_confidence(request.dense_scores, trace.mean_logprob, grounding(trace.text, sources))
     return Answer(

@@ -11,7 +11,6 @@ is the previous behaviour: the top_k chunks, whatever their scores.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from ragjet.config import RagSettings
@@ -42,7 +41,6 @@ def choose_context(hits: list[SearchHit], settings: RagSettings) -> ContextChoic
     return ContextChoice([h for h in hits if h.dense_score is not None and h.dense_score >= floor])
 
 
-def not_found_answer(request_id: str, timings: StageTimings, started_at: float) -> Answer:
+def not_found_answer(request_id: str, timings: StageTimings) -> Answer:
     """The answer when nothing relevant was retrieved: said plainly, with no sources and no generation."""
-    timings.total_ms = (time.monotonic() - started_at) * 1e3
     return Answer(request_id, NOT_FOUND_TEXT, [], timings, degraded=NOT_FOUND)

@@ -28,10 +28,14 @@ class Deadline:
             raise ValueError(f"deadline_s must be positive, got {budget_s}")
         return cls(budget_s, time.monotonic() if started_at is None else started_at)
 
+    def elapsed_ms(self) -> float:
+        """Time since the request arrived: its total, once it is answered."""
+        return (time.monotonic() - self.started_at) * 1e3
+
     def remaining_s(self) -> float | None:
         if self.budget_s is None:
             return None
-        return self.budget_s - (time.monotonic() - self.started_at)
+        return self.budget_s - self.elapsed_ms() / 1e3
 
     def expired_error(self, stage: str) -> DeadlineExceededError:
         return DeadlineExceededError(f"deadline of {self.budget_s:g}s passed during {stage}; nothing was generated")

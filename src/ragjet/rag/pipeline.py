@@ -31,13 +31,13 @@ from ragjet.llm.engine.outputs import EngineStats
 from ragjet.obs.logs import current_request_id
 from ragjet.rag.admission import AdmissionController
 from ragjet.rag.answer_cache import AnswerCache, CacheScope, from_cache
-from ragjet.rag.answering import PreparedRequest, build_answer, sampling_params, validate_options
+from ragjet.rag.answering import PreparedRequest, answered, build_answer, sampling_params, validate_options
 from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.context import choose_context, not_found_answer
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
 from ragjet.rag.ingestion import IngestReport, ingest_paths
-from ragjet.rag.prompt import BuiltPrompt, PromptBuilder
+from ragjet.rag.prompt import PromptBuilder
 from ragjet.rag.review import ReviewQueue
 from ragjet.rag.tenants import DEFAULT_TENANT, validate_tenant
 from ragjet.rag.types import (
@@ -58,7 +58,6 @@ from ragjet.store import CollectionInfo, DocumentInfo
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-NO_PROMPT = BuiltPrompt("", 0, [], 0, False)  # of a request answered without generating
 DEDUP_SLACK = 2  # extra hits fetched so that dropping near-duplicates still leaves top_k sources
 
 
@@ -135,9 +134,9 @@ class RagPipeline:
         if self._writes is not None:
             self._writes.shutdown(wait=False)
             self._writes = None
-        self._backend = self._batcher = self._prompts = self._embedder = self._review = None
+        self._backend = self._batcher = self._prompts = self._embedder = self._review = self._cross_encoder = None
         for registry in self._registries.values():
-            registry.embedder = None
+            registry.embedder, registry.cross_encoder = None, None
 
     def batcher_stats(self) -> BatcherStats:
         """Query-embedding batches formed so far (sizes show whether concurrent questions shared forwards)."""
@@ -243,19 +242,16 @@ class RagPipeline:
         scope = CacheScope.of(options, registry.version(options.collection)) if options.use_cache else None
         cached = None if scope is None else self.answers.lookup(scope, question)  # the same words: no embedding
         if cached is not None:
-            ready = from_cache(cached, request_id, timings, deadline.started_at)
-            return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+            return answered(from_cache(cached, request_id, timings), deadline)
         vector = await self._embed_query(question, deadline, timings)
         cached = None if scope is None else self.answers.lookup(scope, question, vector)  # nearly the same words
         if cached is not None:
-            ready = from_cache(cached, request_id, timings, deadline.started_at)
-            return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+            return answered(from_cache(cached, request_id, timings), deadline)
         hits, fallback = await self._search(retriever, question, vector, top_k + DEDUP_SLACK, options.filters,
                                             deadline, timings)  # fmt: skip
         context = choose_context(hits, self.settings.rag)
         if context.not_found:
-            ready = not_found_answer(request_id, timings, deadline.started_at)
-            return PreparedRequest(request_id, deadline, NO_PROMPT, [], timings, ready=ready)
+            return answered(not_found_answer(request_id, timings), deadline)
         started = time.perf_counter()
         prompts = _require(self._prompts)
         prompt = await deadline.run(
