@@ -121,6 +121,6 @@ def test_the_detector_sees_the_reads_the_layers_used_to_make() -> None:
 
 
 def test_step_inputs_of_nothing_but_padding_replay_as_a_decode() -> None:
-    empty = StepInputs([], [], [], [], [], [], [], [])
+    empty = StepInputs()
     padded = pad_decode(empty, size=2, width=2, pad_block=5, block_size=4)
     assert padded.is_plain_decode and padded.block_tables == [[5, 0], [5, 0]]

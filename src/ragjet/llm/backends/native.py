@@ -140,10 +140,9 @@ def build_engine(settings: LLMSettings, device: torch.device) -> tuple[AsyncLLME
 def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
     """The engine over `settings.model` on `device`; with tensor_parallel_size > 1 (and not as the CPU twin) this is
     rank 0, and the other ranks are started in processes of their own first (tp_workers.py)."""
-    from ragjet.device import pick_device
     from ragjet.llm.engine.llm_engine import LLMEngine
 
-    is_twin = device.type == "cpu" and pick_device(settings.device).type == "cuda"
+    is_twin = _is_twin(settings, device)
     if device.type == "cpu" and not is_twin:
         _check_cpu_dtype(settings)
     if is_twin:  # one process on the CPU: no tensor parallelism there
@@ -162,12 +161,12 @@ def _load_engine(settings: LLMSettings, device: torch.device) -> LLMEngine:
 
 def load_rank(settings: LLMSettings, device: torch.device, rank: int) -> LoadedModel:
     """`settings.model` loaded onto `device`, sharded for `rank` of tensor_parallel_size, quantised as set."""
-    from ragjet.device import default_dtype, pick_device
+    from ragjet.device import default_dtype
     from ragjet.llm.loaders import load_model
     from ragjet.llm.parallel import shard_model
     from ragjet.llm.quantize import auto_quantization, quantize_model
 
-    is_twin = device.type == "cpu" and pick_device(settings.device).type == "cuda"
+    is_twin = _is_twin(settings, device)
     dtype = default_dtype(device, "auto" if is_twin else settings.dtype)
     loaded = shard_model(load_model(settings.model, device=device, dtype=dtype), rank, settings.tensor_parallel_size)
     mode = settings.quantization
@@ -175,6 +174,13 @@ def load_rank(settings: LLMSettings, device: torch.device, rank: int) -> LoadedM
         mode = auto_quantization(device, loaded.source)
     quantize_model(loaded.model, mode, dense_prefill=settings.dense_prefill and device.type == "cpu")
     return loaded
+
+
+def _is_twin(settings: LLMSettings, device: torch.device) -> bool:
+    """Whether this engine is the CPU twin of a CUDA one: it then takes CPU choices, not the settings' GPU ones."""
+    from ragjet.device import pick_device
+
+    return device.type == "cpu" and pick_device(settings.device).type == "cuda"
 
 
 def engine_config(settings: LLMSettings, **overrides: object) -> EngineConfig:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -40,14 +40,14 @@ T = TypeVar("T")
 class StepInputs:
     """One step as host lists, built once from the scheduled sequences."""
 
-    input_ids: list[int]  # (T,) each sequence's scheduled tokens, then its draft, flattened
-    positions: list[int]  # (T,)
-    slot_mapping: list[int]  # (T,) flat cache slot (block * block_size + offset) of each token
-    q_lens: list[int]  # (B,) tokens per sequence this step
-    context_lens: list[int]  # (B,) tokens per sequence once this step's are written
-    block_tables: list[list[int]]  # (B, W) padded with 0 to a common width W
-    fresh_seqs: list[bool]  # (B,) nothing of the sequence is cached yet
-    num_scored: list[int]  # (B,) tokens that get logits: the last one and each draft; 0 for a prompt chunk
+    input_ids: list[int] = field(default_factory=list)  # (T,) each sequence's scheduled tokens, then its draft
+    positions: list[int] = field(default_factory=list)  # (T,)
+    slot_mapping: list[int] = field(default_factory=list)  # (T,) flat cache slot (block * block_size + offset)
+    q_lens: list[int] = field(default_factory=list)  # (B,) tokens per sequence this step
+    context_lens: list[int] = field(default_factory=list)  # (B,) tokens per sequence once this step's are written
+    block_tables: list[list[int]] = field(default_factory=list)  # (B, W) padded with 0 to a common width W
+    fresh_seqs: list[bool] = field(default_factory=list)  # (B,) nothing of the sequence is cached yet
+    num_scored: list[int] = field(default_factory=list)  # (B,) tokens with logits: the last and each draft; 0: a chunk
 
     @property
     def scored_rows(self) -> list[int]:
@@ -63,7 +63,7 @@ class StepInputs:
 
 def prepare_step(seqs: list[Sequence], block_size: int) -> StepInputs:
     """The step's inputs for ``seqs``, each bringing its scheduled tokens and its draft."""
-    inputs = StepInputs([], [], [], [], [], [], [], [])
+    inputs = StepInputs()
     for seq in seqs:
         start = seq.num_computed_tokens
         end = start + seq.num_scheduled_tokens + len(seq.draft_ids)
@@ -154,7 +154,7 @@ class DecodeGraphs:
         self.model, self.buckets, self.width = model, buckets, width
         self.pad_block, self.block_size = pad_block, block_size
         device = next(model.parameters()).device
-        dummy = pad_decode(StepInputs([], [], [], [], [], [], [], []), buckets[-1], width, pad_block, block_size)
+        dummy = pad_decode(StepInputs(), buckets[-1], width, pad_block, block_size)
         self.static = to_step_tensors(dummy, device)  # what the graphs read; query starts stay 0, 1, 2, ...
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
