@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ragjet.index import BM25Index
-from ragjet.index.bm25 import tokenize
+from ragjet.index.bm25 import BM25Stats, tokenize
 from ragjet.ingest.demo import demo_documents
 
 
@@ -86,3 +86,37 @@ def test_bad_input_is_refused(index: BM25Index) -> None:
         index.add(np.arange(2), ["one"])
     with pytest.raises(ValueError, match="unique"):
         index.add(np.array([100]), ["already there"])
+
+
+def test_scores_match_bm25s_the_reference(index: BM25Index) -> None:
+    """ragjet scores BM25 itself (so shards can share statistics); bm25s's Lucene variant is the reference."""
+    import bm25s
+
+    documents = demo_documents()
+    reference = bm25s.BM25()
+    reference.index([tokenize(d.text) for d in documents], show_progress=False)
+    for query in ("yield expression generator", "context manager __enter__ __exit__", "class class method"):
+        expected = reference.get_scores([t for t in tokenize(query) if t in reference.vocab_dict])
+        scores, ids = index.search(query, 20)
+        found = ids >= 0
+        assert found.sum() == min(20, (expected > 0).sum())
+        np.testing.assert_allclose(scores[found], expected[ids[found] - 100], rtol=2e-6)
+        assert ids[0] - 100 == int(np.argmax(expected))
+
+
+def test_halves_scored_with_merged_stats_rank_as_the_whole(index: BM25Index) -> None:
+    """A sharded collection's BM25: each shard scores with the summed statistics, so a merge equals one index."""
+    documents = demo_documents()
+    halves = [BM25Index(), BM25Index()]
+    for i, d in enumerate(documents):
+        halves[i % 2].add(np.array([100 + i]), [d.text])
+    for query in ("yield expression generator", "nonlocal statement", "async def coroutine"):
+        stats = BM25Stats.merged([h.stats(query) for h in halves])
+        assert stats == index.stats(query)
+        parts = [h.search(query, 10, stats=stats) for h in halves]
+        scores, ids = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        top = np.lexsort((ids, -scores))[:10]
+        whole_scores, whole_ids = index.search(query, 10)
+        np.testing.assert_array_equal(ids[top], whole_ids)
+        np.testing.assert_array_equal(scores[top], whole_scores)  # bit for bit: the same terms, the same order
+        assert not np.array_equal(halves[0].search(query, 10)[0], parts[0][0])  # local statistics would differ
