@@ -58,6 +58,10 @@ class IndexSettings(Section):
     hnsw_m: int = Field(32, ge=4)
     ef_search: int = Field(64, ge=1)
     refine_factor: int = Field(4, ge=1, description="ANN candidates per result kept for exact rescoring")
+    num_shards: int = Field(
+        1, ge=1, le=64, description="shards a new collection is split into (by a hash of each document's source), "
+        "searched in parallel and merged exactly; fixed when the collection is created",
+    )
     device: Device = "auto"
 
 

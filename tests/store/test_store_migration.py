@@ -25,14 +25,18 @@ LAYOUT_1_HNSW = {"kind": "hnsw", "nlist": 0, "nprobe": 16, "pq_m": 48, "hnsw_m":
 def test_params_read_every_layout_and_refuse_a_later_one() -> None:
     params = IndexParams(kind="hnsw", hnsw_m=16, ef_search=32)
     assert IndexParams.from_dict(params.to_dict()) == params
-    assert params.to_dict()["version"] == 2 and "device" not in params.to_dict()
+    assert params.to_dict()["version"] == 3 and "device" not in params.to_dict()
+    layout_2 = {key: value for key, value in params.to_dict().items() if key != "num_shards"} | {"version": 2}
+    assert IndexParams.from_dict(layout_2) == params and params.num_shards == 1  # before shards: one
     assert IndexParams.from_dict(LAYOUT_1_HNSW) == params
     assert IndexParams.from_dict({"kind": "flat"}) == IndexParams()  # fields missing then take their defaults
     assert IndexParams.from_settings(IndexSettings(kind="hnsw", hnsw_m=16, ef_search=32, device="cpu")) == params
     with pytest.raises(ValueError, match="newer ragjet"):
-        IndexParams.from_dict({**params.to_dict(), "version": 3})
+        IndexParams.from_dict({**params.to_dict(), "version": 4})
     with pytest.raises(ValueError, match="unknown index kind 'annoy'"):
         IndexParams.from_dict({"kind": "annoy"})
+    with pytest.raises(ValueError, match="num_shards must be between 1 and 64, got 0"):
+        IndexParams(num_shards=0)
 
 
 def write_layout_1(folder: Path) -> None:

@@ -8,6 +8,8 @@ collection, so a collection built on a laptop opens on a GPU server's device and
 Layouts:
 - 1 (no "version" key): the `index` settings section dumped whole, `device` included.
 - 2: {"version": 2, kind, nlist, nprobe, pq_m, hnsw_m, ef_search, refine_factor}.
+- 3: adds num_shards (earlier layouts are one shard). A ragjet that reads only up to 2 refuses a sharded
+  collection rather than open one of its shards as if it were the whole collection.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ragjet.config import IndexSettings
 
-PARAMS_VERSION = 2
+PARAMS_VERSION = 3
 INDEX_KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
+MAX_SHARDS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +35,13 @@ class IndexParams:
     hnsw_m: int = 32
     ef_search: int = 64
     refine_factor: int = 4
+    num_shards: int = 1  # chunks spread over this many shard folders by a hash of their document (store/sharded.py)
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; choose from {', '.join(INDEX_KINDS)}")
+        if not 1 <= self.num_shards <= MAX_SHARDS:
+            raise ValueError(f"num_shards must be between 1 and {MAX_SHARDS}, got {self.num_shards}")
 
     @classmethod
     def from_settings(cls, settings: IndexSettings) -> IndexParams:

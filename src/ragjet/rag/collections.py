@@ -21,19 +21,23 @@ from ragjet.index import IndexParams
 from ragjet.retrieve import Retriever
 from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.store import (
-    Collection,
+    AnyCollection,
     CollectionBusyError,
     CollectionInfo,
     CollectionNotFoundError,
     DocumentInfo,
+    collection_version,
+    create_collection,
     delete_collection,
     list_collections,
+    open_collection,
+    repair_collection,
 )
 
 
 @dataclass(frozen=True, slots=True)
 class _Open:
-    collection: Collection
+    collection: AnyCollection
     retriever: Retriever
     version: str  # the on-disk state this pair was opened at
 
@@ -53,7 +57,7 @@ class CollectionRegistry:
 
         Raises CollectionNotFoundError for an unknown name.
         """
-        version = Collection.version_of(self.root, name)
+        version = collection_version(self.root, name)
         with self._lock:
             cached = self._open.get(name)
             if cached is not None and cached.version == version:
@@ -69,7 +73,7 @@ class CollectionRegistry:
 
     def version(self, name: str) -> str:
         """Changes whenever a writer saves `name` (what the answer cache keys on)."""
-        return Collection.version_of(self.root, name)
+        return collection_version(self.root, name)
 
     def infos(self) -> list[CollectionInfo]:
         return list_collections(self.root)
@@ -78,13 +82,13 @@ class CollectionRegistry:
         if self.embedder is None:
             raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
         params = IndexParams.from_settings(self.settings.index)
-        return Collection.create(
+        return create_collection(
             self.root, name, self.embedder.model_id, self.embedder.dim, params, self.settings.index.device
         ).info()
 
-    def _collection(self, name: str) -> Collection:
+    def _collection(self, name: str) -> AnyCollection:
         """Open `name` with its index on this server's index.device (the collection stores no device)."""
-        return Collection.open(self.root, name, self.settings.index.device)
+        return open_collection(self.root, name, self.settings.index.device)
 
     def delete(self, name: str) -> None:
         with self._writer(name, wait=False):
@@ -97,7 +101,7 @@ class CollectionRegistry:
     def repair(self, name: str) -> CollectionInfo:
         """Rebuild `name`'s manifest and indexes from its chunk store; waits for a running writer."""
         with self._writer(name):
-            info = Collection.repair(self.root, name, self.settings.index.device)
+            info = repair_collection(self.root, name, self.settings.index.device)
             self._forget(name)
         return info
 
@@ -111,7 +115,7 @@ class CollectionRegistry:
             return deleted
 
     @contextmanager
-    def writing(self, name: str) -> Iterator[Collection]:
+    def writing(self, name: str) -> Iterator[AnyCollection]:
         """The collection `name` (created if missing) for one writer at a time; readers reopen afterwards."""
         with self._writer(name):
             try:

@@ -20,7 +20,7 @@ from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.document import Chunk, Document
 from ragjet.ingest.errors import IngestError
 from ragjet.ingest.loaders import iter_files, load_documents
-from ragjet.store import Collection
+from ragjet.store import AnyCollection
 
 EMBED_BATCH_CHUNKS = 512  # chunks of several small documents are embedded together: far fewer, fuller batches
 
@@ -46,7 +46,7 @@ class _Tally:
 
 
 def ingest_paths(
-    collection: Collection,
+    collection: AnyCollection,
     paths: list[Path],
     embedder: Embedder,
     chunker: Chunker,
@@ -72,7 +72,7 @@ def ingest_paths(
         task = bar.add_task("ingesting", total=_count_files(paths))
         for doc in load_documents(paths, on_error=on_error, on_skip=skip):
             bar.advance(task)
-            if collection.store.content_hash(doc.source) == doc.content_hash:
+            if collection.content_hash(doc.source) == doc.content_hash:
                 tally.unchanged += 1
                 continue
             chunks = chunker.split(doc)
@@ -91,14 +91,14 @@ def ingest_paths(
 Pending = list[tuple[Document, list[Chunk]]]
 
 
-def _store(collection: Collection, embedder: Embedder, pending: Pending, tally: _Tally) -> None:
+def _store(collection: AnyCollection, embedder: Embedder, pending: Pending, tally: _Tally) -> None:
     """Embed every pending chunk in one call, then write each document in its own transaction."""
     if not pending:
         return
     vectors = embedder.embed([c.text for _, chunks in pending for c in chunks])
     offsets = np.cumsum([0, *(len(chunks) for _, chunks in pending)])
     for (doc, chunks), start, end in zip(pending, offsets[:-1], offsets[1:], strict=True):
-        is_update = collection.store.content_hash(doc.source) is not None
+        is_update = collection.content_hash(doc.source) is not None
         collection.put_document(doc, chunks, vectors[start:end])
         tally.updated += is_update
         tally.added += not is_update

@@ -1,11 +1,13 @@
-"""Two-stage retrieval over one collection.
+"""Two-stage retrieval over one collection, sharded or not.
 
-Stage 1 takes `coarse_k` candidates from the collection's vector index (approximate for IVF/HNSW) and
-from BM25. Stage 2 rescores the vector candidates exactly against the full-precision vectors in the
-chunk store and fuses that ranking with BM25's by reciprocal-rank fusion. If the vector index fails,
-BM25 is the backup: its candidates are still rescored exactly, and the result says why it degraded. With a
-cross-encoder (retrieve.rerank), the best `cross_encoder_candidates` of that ranking are read again together with
-the question and reordered, within a time budget (cross_encoder.py).
+Stage 1 takes `coarse_k` candidates from each shard's vector index (approximate for IVF/HNSW) and from
+BM25 under the collection's statistics; each shard rescores its candidates exactly against the
+full-precision vectors in its chunk store, and the shards' lists are merged exactly (shards.py; a plain
+collection is one shard). Stage 2 fuses the dense ranking with BM25's by reciprocal-rank fusion. If a
+shard's vector index fails, BM25 is its backup: its candidates are still rescored exactly, and the result
+says why it degraded; a shard that cannot be searched at all is named there too, and the others answer.
+With a cross-encoder (retrieve.rerank), the best `cross_encoder_candidates` of that ranking are read again
+together with the question and reordered, within a time budget (cross_encoder.py).
 """
 
 from __future__ import annotations
@@ -13,29 +15,37 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
 from ragjet.config import RetrieveSettings
 from ragjet.embed.embedder import Embedder
+from ragjet.index.bm25 import BM25Stats
 from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.retrieve.fusion import reciprocal_rank_fusion
+from ragjet.retrieve.shards import MergedCandidates, ShardCandidates, merge, shard_candidates
 from ragjet.retrieve.types import SearchHit, SearchResult
-from ragjet.store import Collection
+from ragjet.store import AnyCollection, Collection, CollectionError
+from ragjet.store.chunk_store import StoredChunk, check_filters
+from ragjet.store.sharded import shard_name
 
 log = logging.getLogger(__name__)
-NO_IDS = np.empty(0, dtype=np.int64)
+T = TypeVar("T")
 
 
 class Retriever:
     def __init__(
-        self, collection: Collection, embedder: Embedder, settings: RetrieveSettings,
+        self, collection: AnyCollection, embedder: Embedder, settings: RetrieveSettings,
         cross_encoder: CrossEncoder | None = None,
     ):  # fmt: skip
         collection.check_embedder(embedder.model_id, embedder.dim)
         self.collection, self.embedder, self.settings = collection, embedder, settings
         self.cross_encoder = cross_encoder
+        num_shards = collection.index_params.num_shards
+        self._pool = ThreadPoolExecutor(num_shards, thread_name_prefix="ragjet-shard") if num_shards > 1 else None
 
     def search(self, query: str, top_k: int | None = None, filters: Mapping[str, object] | None = None) -> SearchResult:
         vector = self.embedder.embed([query])[0]
@@ -49,23 +59,61 @@ class Retriever:
         `budget_s`: time the cross-encoder may still take (the request's deadline), if one is configured."""
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if filters:
+            check_filters(filters)
         started = time.perf_counter()
-        allowed = self.collection.store.ids_matching(filters) if filters else None
-        if allowed is not None and len(allowed) == 0:
-            return SearchResult([], (time.perf_counter() - started) * 1e3, 0.0)
-        coarse_k = max(self.settings.coarse_k, top_k)
-        dense_ids, fallback = self._vector_candidates(vector, coarse_k, allowed)
-        bm25_ids, bm25_scores = NO_IDS, np.empty(0)
-        if self.settings.use_bm25 or fallback:
-            bm25_scores, bm25_ids = self.collection.bm25.search(query, coarse_k, allowed)
+        merged, unsearched = self._candidates(query, vector, max(self.settings.coarse_k, top_k), filters)
         searched = time.perf_counter()
         depth = max(top_k, self.settings.cross_encoder_candidates) if self.cross_encoder else top_k
-        hits = self._rerank(vector, dense_ids if fallback is None else bm25_ids, bm25_ids, bm25_scores, depth)
+        hits = self._fuse(merged, depth)
         note = None
         if self.cross_encoder is not None and hits:
             hits, note = self._cross_encode(query, hits, budget_s)
         return SearchResult(hits[:top_k], (searched - started) * 1e3, (time.perf_counter() - searched) * 1e3,
-                            fallback, note)  # fmt: skip
+                            self._degraded(merged, unsearched), note)  # fmt: skip
+
+    def _candidates(
+        self, query: str, vector: np.ndarray, coarse_k: int, filters: Mapping[str, object] | None
+    ) -> tuple[MergedCandidates, dict[int, str]]:
+        """Every readable shard's candidates, merged, and the shards that could not be searched (with why)."""
+        shards, unsearched = self.collection.shards, dict(self.collection.problems)
+        stats, failed = self._on_shards(shards, lambda _, shard: shard.bm25.stats(query))
+        unsearched |= failed
+        merged_stats = BM25Stats.merged(list(stats.values()))
+        use_bm25 = self.settings.use_bm25
+
+        def search(number: int, shard: Collection) -> ShardCandidates:
+            return shard_candidates(number, shard, query, vector, coarse_k, merged_stats, use_bm25, filters)
+
+        parts, failed = self._on_shards({i: s for i, s in shards.items() if i not in unsearched}, search)
+        unsearched |= failed
+        if len(unsearched) == self.collection.index_params.num_shards:
+            raise CollectionError(f"no shard of collection {self.collection.name!r} can be searched: "
+                                  + "; ".join(unsearched.values()))  # fmt: skip
+        return merge(list(parts.values()), coarse_k), unsearched
+
+    def _on_shards(
+        self, shards: Mapping[int, Collection], work: Callable[[int, Collection], T]
+    ) -> tuple[dict[int, T], dict[int, str]]:
+        """`work` on every shard in parallel: (results, failures). One shard runs inline and its errors propagate."""
+        if self._pool is None:
+            return {number: work(number, shard) for number, shard in shards.items()}, {}
+        futures = {number: self._pool.submit(work, number, shard) for number, shard in shards.items()}
+        results, failures = {}, {}
+        for number, future in futures.items():
+            try:
+                results[number] = future.result()
+            except Exception as exc:  # a damaged shard: the others answer, and the result says which one did not
+                failures[number] = f"{shard_name(number)} failed ({type(exc).__name__}: {exc})"
+                log.warning("collection %r: %s", self.collection.name, failures[number])
+        return results, failures
+
+    def _degraded(self, merged: MergedCandidates, unsearched: dict[int, str]) -> str | None:
+        """Why the result is not what the whole, healthy collection would give; None when it is."""
+        sharded = self.collection.index_params.num_shards > 1
+        reasons = [f"{shard_name(n)}: {r}" if sharded else r for n, r in sorted(merged.fallbacks.items())]
+        reasons += [f"{reason}; its chunks were not searched" for _, reason in sorted(unsearched.items())]
+        return "; ".join(reasons) or None
 
     def _cross_encode(self, query: str, hits: list[SearchHit], budget_s: float | None) -> tuple[list[SearchHit], str]:
         """Hits reordered by the cross-encoder, and what it managed within its budget."""
@@ -79,35 +127,17 @@ class Retriever:
             note += " (budget spent: the rest kept their fused order)"
         return ordered, note
 
-    def _vector_candidates(
-        self, vector: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, str | None]:
-        try:
-            _, ids = self.collection.index.search(np.asarray(vector, dtype=np.float32)[None, :], k, allowed)
-            return ids[0], None
-        except Exception as exc:  # any failure of the primary index: the backup answers, and says so
-            kind = self.collection.index_params.kind
-            reason = f"{kind} index failed ({type(exc).__name__}: {exc}); answered by BM25"
-            log.warning("collection %r: %s", self.collection.name, reason)
-            return NO_IDS, reason
-
-    def _rerank(
-        self, vector: np.ndarray, dense_ids: np.ndarray, bm25_ids: np.ndarray, bm25_scores: np.ndarray, top_k: int
-    ) -> list[SearchHit]:
-        candidates = np.unique(np.concatenate([dense_ids[dense_ids >= 0], bm25_ids[bm25_ids >= 0]]))
-        found, vectors = self.collection.store.vectors(candidates)
-        if not len(found):
-            return []
-        cosine = dict(zip(found.tolist(), (vectors @ np.asarray(vector, dtype=np.float32)).tolist(), strict=True))
-        dense = sorted((i for i in dense_ids.tolist() if i in cosine), key=lambda i: -cosine[i])
-        lexical = [i for i in bm25_ids.tolist() if i in cosine]
+    def _fuse(self, merged: MergedCandidates, depth: int) -> list[SearchHit]:
+        """The dense ranking (exact cosine, equal ones by id) fused with BM25's; the best `depth` as hits."""
+        cosine = merged.cosine
+        dense = sorted((i for i in merged.dense_ids.tolist() if i in cosine), key=lambda i: (-cosine[i], i))
+        lexical = [i for i in merged.bm25_ids.tolist() if i in cosine]
         if lexical:
             ranked, fused = reciprocal_rank_fusion([np.asarray(dense), np.asarray(lexical)], self.settings.rrf_k)
             order, scores = ranked.tolist(), fused.tolist()
         else:
             order, scores = dense, [cosine[i] for i in dense]
-        bm25 = dict(zip(bm25_ids.tolist(), bm25_scores.tolist(), strict=True))
-        chunks = self.collection.store.chunks(np.asarray(order[:top_k], dtype=np.int64))
+        bm25 = dict(zip(merged.bm25_ids.tolist(), merged.bm25_scores.tolist(), strict=True))
         score_of = dict(zip(order, scores, strict=True))
         return [
             SearchHit(
@@ -121,6 +151,18 @@ class Retriever:
                 c.heading,
                 c.page,
                 c.text,
-            )  # fmt: skip
-            for rank, c in enumerate(chunks, start=1)
+            )
+            for rank, c in enumerate(self._chunks(order[:depth], merged.owner), start=1)
         ]
+
+    def _chunks(self, ids: list[int], owner: dict[int, int]) -> list[StoredChunk]:
+        """The chunks `ids`, in that order, each read from the shard that holds it."""
+        by_shard: dict[int, list[int]] = {}
+        for chunk in ids:
+            by_shard.setdefault(owner[chunk], []).append(chunk)
+        found = {
+            c.id: c
+            for number, chunks in by_shard.items()
+            for c in self.collection.shards[number].store.chunks(np.asarray(chunks, dtype=np.int64))
+        }
+        return [found[i] for i in ids if i in found]

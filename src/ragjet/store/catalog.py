@@ -11,6 +11,7 @@ from pathlib import Path
 from ragjet.store.chunk_store import ChunkStore
 from ragjet.store.collection import CHUNKS_DB, Collection, collection_dir
 from ragjet.store.errors import CollectionError, CollectionNotFoundError
+from ragjet.store.sharded import ShardedCollection, is_collection
 from ragjet.store.types import CollectionInfo
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,10 @@ def list_collections(root: Path) -> list[CollectionInfo]:
     sweep_trash(root)
     infos = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if folder.name.startswith(".") or not (folder / CHUNKS_DB).is_file():
+        if folder.name.startswith(".") or not is_collection(folder):
             continue
         try:
-            infos.append(Collection(folder, ChunkStore(folder / CHUNKS_DB)).info())
+            infos.append(_info(folder))
         except CollectionError as exc:
             log.warning("skipping collection %r: %s", folder.name, exc)
     return infos
@@ -35,12 +36,19 @@ def list_collections(root: Path) -> list[CollectionInfo]:
 def delete_collection(root: Path, name: str) -> None:
     """Renamed away first (atomic: readers see it whole or gone), then removed from disk."""
     folder = collection_dir(root, name)
-    if not (folder / CHUNKS_DB).is_file():
+    if not is_collection(folder):
         raise CollectionNotFoundError(name)
     trash = root / f".{name}.deleting.{os.getpid()}"
     folder.rename(trash)
     shutil.rmtree(trash)
     sweep_trash(root)
+
+
+def _info(folder: Path) -> CollectionInfo:
+    """Read without the manifest check of `open`: a collection whose manifest needs repair is still listed."""
+    if (folder / CHUNKS_DB).is_file():
+        return Collection(folder, ChunkStore(folder / CHUNKS_DB)).info()
+    return ShardedCollection.open(folder.parent, folder.name).info()
 
 
 def sweep_trash(root: Path) -> None:

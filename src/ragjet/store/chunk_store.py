@@ -58,6 +58,13 @@ FILTER_COLUMNS = {
 }
 
 
+def check_filters(filters: Mapping[str, object]) -> None:
+    """ValueError naming the first unknown filter: the user's mistake, told before any shard is searched."""
+    for key in filters:
+        if not key.startswith("metadata.") and key not in FILTER_COLUMNS:
+            raise ValueError(f"unknown filter {key!r}; filters are {', '.join([*FILTER_COLUMNS, 'metadata.<key>'])}")
+
+
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
     """A chunk row joined with its document, as retrieval returns it."""
@@ -189,6 +196,18 @@ class ChunkStore:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('updated_at', ?)", (json.dumps(time.time()),))
 
+    def last_chunk_id(self) -> int:
+        """The highest chunk id ever given out (AUTOINCREMENT keeps it after deletes); 0 before the first chunk."""
+        row = self._conn().execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def continue_ids_after(self, last_id: int) -> None:
+        """The next chunk stored gets an id above `last_id`: the shards of a collection share one id sequence."""
+        with self._transaction() as conn:
+            moved = conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'chunks'", (last_id,))
+            if moved.rowcount == 0:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('chunks', ?)", (last_id,))
+
     def iter_chunks(self, batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
         """Every chunk as (ids, vectors, texts) batches: the input of an index rebuild."""
         cursor = self._conn().execute("SELECT id, vector, text FROM chunks ORDER BY id")
@@ -222,17 +241,15 @@ class ChunkStore:
 
     def ids_matching(self, filters: Mapping[str, object]) -> np.ndarray:
         """Chunk ids whose document or chunk matches every filter (the allowed set passed to the indexes)."""
+        check_filters(filters)
         clauses, params = [], []
         for key, value in filters.items():
             if key.startswith("metadata."):
                 clauses.append("json_extract(d.metadata, ?) = ?")
                 params += [f'$."{key.removeprefix("metadata.")}"', value]
-            elif key in FILTER_COLUMNS:
+            else:
                 clauses.append(FILTER_COLUMNS[key])
                 params += [value] * FILTER_COLUMNS[key].count("?")
-            else:
-                known = ", ".join([*FILTER_COLUMNS, "metadata.<key>"])
-                raise ValueError(f"unknown filter {key!r}; filters are {known}")
         sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id"
         rows = self._conn().execute(sql + " WHERE " + " AND ".join(clauses), params) if clauses else []
         return np.asarray([i for (i,) in rows], dtype=np.int64)

@@ -45,6 +45,16 @@ def collection_dir(root: Path, name: str) -> Path:
     return root / name
 
 
+def check_embedder(name: str, built_with: tuple[str, int], given: tuple[str, int]) -> None:
+    """EmbedderMismatchError unless `given` (embedder id, dimensions) is what collection `name` was built with."""
+    if given != built_with:
+        raise EmbedderMismatchError(
+            f"collection {name!r} was built with embedder {built_with[0]} ({built_with[1]}-d), "
+            f"not {given[0]} ({given[1]}-d): vectors of different embedders cannot be compared; "
+            "ingest into a new collection"
+        )
+
+
 class Collection:
     """Open with `Collection.open` or `Collection.create`; write only inside `with collection.writer():`."""
 
@@ -123,13 +133,22 @@ class Collection:
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()
 
+    def content_hash(self, source: str) -> str | None:
+        """The stored hash of `source`'s bytes, None when the collection does not hold it (what ingestion skips on)."""
+        return self.store.content_hash(source)
+
+    @property
+    def shards(self) -> dict[int, Collection]:
+        """A plain collection is its own single shard, so retrieval searches every collection one way."""
+        return {0: self}
+
+    @property
+    def problems(self) -> dict[int, str]:
+        """Shards that cannot be searched, and why: none here (store/sharded.py can have some)."""
+        return {}
+
     def check_embedder(self, embedder_id: str, dim: int) -> None:
-        if (embedder_id, dim) != (self.embedder_id, self.dim):
-            raise EmbedderMismatchError(
-                f"collection {self.name!r} was built with embedder {self.embedder_id} ({self.dim}-d), "
-                f"not {embedder_id} ({dim}-d): vectors of different embedders cannot be compared; "
-                "ingest into a new collection"
-            )
+        check_embedder(self.name, (self.embedder_id, self.dim), (embedder_id, dim))
 
     @property
     def index(self) -> VectorIndex:
