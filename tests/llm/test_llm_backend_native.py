@@ -71,14 +71,17 @@ def test_every_engine_setting_reaches_the_engine_config() -> None:
     from ragjet.llm.engine.config import EngineConfig
 
     defaults = EngineConfig()
-    changed = {"enable_prefix_caching": False, "cpu_kernels": False, "gpu_memory_utilization": 0.5}
+    changed: dict[str, object] = {"enable_prefix_caching": False, "cpu_kernels": False, "gpu_memory_utilization": 0.5}
     for f in dataclasses.fields(EngineConfig):
         value = getattr(defaults, f.name)
-        if not isinstance(value, bool):
+        if isinstance(value, str):
+            changed.setdefault(f.name, value)  # the one str field, chunk_reuse, is checked below (blend needs 1 rank)
+        elif not isinstance(value, bool):
             changed.setdefault(f.name, value + 1)
     config = engine_config(LLMSettings(**changed))
     assert dataclasses.asdict(config) == changed
     assert engine_config(LLMSettings(**changed), kv_cache_memory_gb=0.0).kv_cache_memory_gb == 0.0
+    assert engine_config(LLMSettings(chunk_reuse="blend")).chunk_reuse == "blend"
 
 
 async def test_a_tensor_parallel_backend_answers_as_one_process(tiny_llama_dir: Path) -> None:

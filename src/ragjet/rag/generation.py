@@ -13,6 +13,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from ragjet.llm.backends import LLMBackend
+from ragjet.llm.backends.base import Prompt
 from ragjet.llm.engine.errors import EngineOverloadedError, PromptTooLongError
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.rag.deadline import Deadline
@@ -100,7 +101,7 @@ def repeats_a_sentence(text: str) -> bool:
 
 
 async def stream_generation(
-    backend: LLMBackend, prompt: str, params: SamplingParams, deadline: Deadline, trace: GenerationTrace,
+    backend: LLMBackend, prompt: Prompt, params: SamplingParams, deadline: Deadline, trace: GenerationTrace,
     stop_on_repetition: bool = True,
 ) -> AsyncGenerator[str, None]:  # fmt: skip
     """Text pieces as the backend streams them, until it finishes, the deadline passes, or it fails.

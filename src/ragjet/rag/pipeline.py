@@ -186,7 +186,7 @@ class RagPipeline:
             yield AnswerStart(request.request_id, request.prompt.citations)
             trace = GenerationTrace()
             backend, params = _require(self._backend), sampling_params(options)
-            generation = stream_generation(backend, request.prompt.text, params, request.deadline, trace,
+            generation = stream_generation(backend, request.prompt.segments(), params, request.deadline, trace,
                                            self.settings.rag.stop_on_repetition)  # fmt: skip
             async with aclosing(generation) as pieces:
                 async for piece in pieces:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from ragjet.llm.segments import PromptSegments, split_at_chunks
 from ragjet.rag.types import Citation
 
 NEAR_DUPLICATE_JACCARD = 0.9  # word-shingle overlap above which two chunks say the same thing
@@ -56,6 +57,11 @@ class BuiltPrompt:
     citations: list[Citation]  # numbered 1..n in prompt order
     num_dropped: int  # distinct chunks left out because the budget was spent
     is_truncated: bool  # the last source was cut to fit
+
+    def segments(self) -> PromptSegments:
+        """The prompt with each whole cited chunk's text marked (by chunk id), for reuse of its K/V; a truncated
+        source is not the chunk any more and stays plain text."""
+        return split_at_chunks(self.text, [(c.chunk_id, c.text.strip()) for c in self.citations])
 
 
 def _normalize(text: str) -> str:

@@ -13,11 +13,16 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ragjet.llm.segments import PromptSegments
+
 if TYPE_CHECKING:
     from ragjet.llm.engine.outputs import EngineStats
     from ragjet.llm.sampling_params import SamplingParams
 
 Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": "..."}]
+# Prompt text, chat messages, or prompt text in pieces that mark retrieved chunks (`PromptSegments`: a backend
+# that cannot reuse chunks' K/V sends its text).
+Prompt = str | Messages | PromptSegments
 
 
 class BackendError(RuntimeError):
@@ -102,21 +107,21 @@ class CompletionBuilder:
 class LLMBackend(ABC):
     """A text generator. One instance serves many concurrent callers on one event loop.
 
-    `prompt` is either finished prompt text (already chat-templated when it should be) or a list of chat
-    messages, which the backend templates itself. Errors: ValueError for bad input, PromptTooLongError,
-    EngineOverloadedError (native, raised before any delta), BackendError (openai).
+    `prompt` is either finished prompt text (already chat-templated when it should be), that text in
+    `PromptSegments`, or a list of chat messages, which the backend templates itself. Errors: ValueError for
+    bad input, PromptTooLongError, EngineOverloadedError (native, raised before any delta), BackendError (openai).
     """
 
     name: str
 
     @abstractmethod
-    def stream(self, prompt: str | Messages, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
+    def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
         """Deltas as they are produced; the last one carries finish_reason.
 
         Closing the generator early (break + aclose, task cancellation) cancels the request.
         """
 
-    async def complete(self, prompt: str | Messages, params: SamplingParams) -> Completion:
+    async def complete(self, prompt: Prompt, params: SamplingParams) -> Completion:
         builder = CompletionBuilder()
         async with aclosing(self.stream(prompt, params)) as deltas:
             async for delta in deltas:

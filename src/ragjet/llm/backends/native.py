@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from ragjet.device import DeviceHealth, is_device_failure, probe_device
-from ragjet.llm.backends.base import LLMBackend, Messages, TextDelta
+from ragjet.llm.backends.base import LLMBackend, Messages, Prompt, TextDelta
 from ragjet.llm.backends.cpu_fallback import RETRIED_ON_CPU, SERVED_ON_CPU, CpuFallback
 from ragjet.llm.engine.async_engine import AsyncLLMEngine
 from ragjet.llm.engine.config import EngineConfig
+from ragjet.llm.segments import PromptSegments
 
 if TYPE_CHECKING:
     from ragjet.config import LLMSettings
@@ -58,8 +59,14 @@ class NativeBackend(LLMBackend):
                 fallback.prepare_in_background()
         return cls(engine, tokenizer, fallback)
 
-    async def stream(self, prompt: str | Messages, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
-        text = prompt if isinstance(prompt, str) else self.format_chat(prompt)
+    async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
+        """The engine gets `PromptSegments` as they are (in blend mode it reuses their chunks' K/V); the CPU twin,
+        which starts cold, gets the text."""
+        segments: PromptSegments | None = None
+        if isinstance(prompt, PromptSegments):
+            segments, text = prompt, prompt.text
+        else:
+            text = prompt if isinstance(prompt, str) else self.format_chat(prompt)
         fallback = self.cpu_fallback
         cpu_engine = None if fallback is None else await fallback.engine_while_unhealthy()
         if cpu_engine is not None:
@@ -69,7 +76,7 @@ class NativeBackend(LLMBackend):
             return
         generated, num_tokens = [], 0
         try:
-            async with aclosing(self.engine.stream_text(text, params)) as deltas:
+            async with aclosing(self.engine.stream_text(segments or text, params)) as deltas:
                 async for delta in deltas:
                     generated.append(delta.text)
                     num_tokens += delta.num_tokens

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 from jinja2 import Template
 
-from ragjet.llm.backends.base import BackendError, LLMBackend, Messages, TextDelta
+from ragjet.llm.backends.base import BackendError, LLMBackend, Messages, Prompt, TextDelta
+from ragjet.llm.segments import PromptSegments
 
 if TYPE_CHECKING:
     from ragjet.config import LLMSettings
@@ -100,7 +101,9 @@ class OpenAIBackend(LLMBackend):
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def stream(self, prompt: str | Messages, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
+    async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
+        if isinstance(prompt, PromptSegments):  # the server reuses what its own prefix cache holds
+            prompt = prompt.text
         is_chat = not isinstance(prompt, str)
         path = "chat/completions" if is_chat else "completions"
         body = request_body(self.model, prompt, params)

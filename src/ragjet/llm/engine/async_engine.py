@@ -26,7 +26,7 @@ from ragjet.llm.backends.base import Completion, CompletionBuilder, TextDelta
 from ragjet.llm.engine.errors import RequestFailedError
 
 if TYPE_CHECKING:
-    from ragjet.llm.engine.llm_engine import LLMEngine
+    from ragjet.llm.engine.llm_engine import EnginePrompt, LLMEngine
     from ragjet.llm.engine.outputs import EngineStats, RequestOutput
     from ragjet.llm.sampling_params import SamplingParams
 
@@ -69,7 +69,7 @@ class AsyncLLMEngine:
         started.result()  # the step thread has set self.engine, or this raises what building it raised
 
     async def stream(
-        self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None
+        self, prompt: EnginePrompt, params: SamplingParams, request_id: str | None = None
     ) -> AsyncGenerator[RequestOutput, None]:
         """The request's outputs (new tokens and text since the previous one); the last has `finished`."""
         request_id, channel = self._submit(prompt, params, request_id)
@@ -86,7 +86,7 @@ class AsyncLLMEngine:
             if not finished:
                 self.abort(request_id)
 
-    async def stream_text(self, prompt: str | list[int], params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
+    async def stream_text(self, prompt: EnginePrompt, params: SamplingParams) -> AsyncGenerator[TextDelta, None]:
         """`stream` as backend-neutral TextDeltas."""
         async with aclosing(self.stream(prompt, params)) as outputs:
             async for out in outputs:
@@ -99,7 +99,7 @@ class AsyncLLMEngine:
                     num_cached_tokens=out.num_cached_tokens,
                 )
 
-    async def generate(self, prompt: str | list[int], params: SamplingParams) -> Completion:
+    async def generate(self, prompt: EnginePrompt, params: SamplingParams) -> Completion:
         builder = CompletionBuilder()
         async with aclosing(self.stream_text(prompt, params)) as deltas:
             async for delta in deltas:
@@ -125,7 +125,7 @@ class AsyncLLMEngine:
             self._work.notify()
         await asyncio.to_thread(self._thread.join)
 
-    def _submit(self, prompt: str | list[int], params: SamplingParams, request_id: str | None) -> tuple[str, _Channel]:
+    def _submit(self, prompt: EnginePrompt, params: SamplingParams, request_id: str | None) -> tuple[str, _Channel]:
         request_id = request_id or uuid.uuid4().hex
         channel = _Channel(asyncio.get_running_loop(), asyncio.Queue())
         with self._work:

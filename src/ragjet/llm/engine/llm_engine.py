@@ -19,6 +19,8 @@ from rich.progress import Progress
 
 from ragjet.device import is_out_of_memory
 from ragjet.llm.engine.block_manager import BlockAllocator
+from ragjet.llm.engine.chunk_cache import ChunkKVCache
+from ragjet.llm.engine.chunk_reuse import ChunkReuse
 from ragjet.llm.engine.config import EngineConfig
 from ragjet.llm.engine.errors import PromptTooLongError, RequestFailedError
 from ragjet.llm.engine.model_runner import ModelRunner
@@ -28,6 +30,15 @@ from ragjet.llm.engine.sequence import Sequence
 from ragjet.llm.engine.spec_decode import accepted_tokens
 from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.sampling_params import SamplingParams
+from ragjet.llm.segments import ChunkSpan, PromptSegments
+
+EnginePrompt = str | list[int] | PromptSegments
+
+
+def model_identity(loaded: LoadedModel, dtype: torch.dtype) -> str:
+    """What cached K/V depends on: the weights file (path, size, modification time) and the compute dtype."""
+    stat = loaded.source.stat()
+    return f"{loaded.source}:{stat.st_size}:{stat.st_mtime_ns}:{dtype}"
 
 __all__ = ["EngineConfig", "LLMEngine"]
 
@@ -43,14 +54,24 @@ class LLMEngine:
             config.max_num_seqs, config.max_num_batched_tokens, config.max_waiting,
             config.num_speculative_tokens, config.max_speculative_seqs,
         )  # fmt: skip
-        self.scheduler = Scheduler(scheduler_config, self.allocator)
+        self.chunk_cache: ChunkKVCache | None = None
+        reuse = None
+        if config.chunk_reuse == "blend":
+            budget = int(config.chunk_cache_gb * 2**30)
+            self.chunk_cache = ChunkKVCache(model_identity(loaded, self.model_runner.dtype), budget)
+            reuse = ChunkReuse(self.chunk_cache, config.chunk_recompute_tokens, config.block_size)
+        self.scheduler = Scheduler(scheduler_config, self.allocator, reuse)
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
         self._num_draft_tokens = self._num_accepted_draft_tokens = 0
 
-    def add_request(self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None) -> str:
-        """Queue a request. Raises ValueError (empty prompt, id in use), PromptTooLongError, EngineOverloadedError."""
-        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    def add_request(self, prompt: EnginePrompt, params: SamplingParams, request_id: str | None = None) -> str:
+        """Queue a request. Raises ValueError (empty prompt, id in use), PromptTooLongError, EngineOverloadedError.
+
+        A `PromptSegments` prompt marks its retrieved chunks: in blend mode their K/V may come from the chunk
+        cache; otherwise it is the same as its text.
+        """
+        ids, spans = self._tokenize(prompt)
         if not ids:
             raise ValueError("prompt must not be empty")
         capacity = min(self.max_model_len, self.allocator.num_blocks * self.allocator.block_size)
@@ -63,6 +84,7 @@ class LLMEngine:
             request_id, ids, len(ids), params, self.tokenizer.incremental_decoder(),
             max_len=min(capacity, len(ids) + params.max_tokens),
             deadline=None if params.deadline_s is None else time.monotonic() + params.deadline_s,
+            chunk_spans=spans,
         )  # fmt: skip
         self.scheduler.add(seq)
         self._seqs[request_id] = seq
@@ -86,6 +108,9 @@ class LLMEngine:
                 if seq.is_prefill_chunk:  # part of the prompt computed, its last token not yet: nothing to emit
                     seq.num_computed_tokens += seq.num_scheduled_tokens
                     continue
+                if seq.export_spans:
+                    self._export_chunks(seq)
+                seq.pending_imports, seq.compute_positions = [], []
                 accepted = accepted_tokens(seq.draft_ids, predicted)
                 self._num_draft_tokens += len(seq.draft_ids)
                 self._num_accepted_draft_tokens += len(accepted) - 1
@@ -93,6 +118,25 @@ class LLMEngine:
                 seq.num_computed_tokens = seq.num_tokens + len(accepted) - 1  # K/V of rejected drafts is stale
                 outputs.append(self._advance(seq, accepted, None if logprobs is None else logprobs[i]))
         return outputs
+
+    def _tokenize(self, prompt: EnginePrompt) -> tuple[list[int], list[ChunkSpan]]:
+        if isinstance(prompt, PromptSegments):
+            if self.chunk_cache is None:
+                return self.tokenizer.encode(prompt.text), []
+            return prompt.tokenize(self.tokenizer.encode)
+        return (self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)), []
+
+    def _export_chunks(self, seq: Sequence) -> None:
+        """The prompt is computed: store the chunks the cache lacked (blend mode's fill at first use)."""
+        assert self.chunk_cache is not None
+        for span in seq.export_spans:
+            keys, values, num_bytes = self.model_runner.read_chunk(seq, span)
+            self.chunk_cache.put(seq.token_ids[span.start : span.end], span.tag, keys, values, span.start, num_bytes)
+        seq.export_spans = []
+
+    def forget_chunks(self, tags: list[str]) -> int:
+        """Drop cached chunk K/V stored under ``tags`` (chunk ids of a deleted or re-ingested document)."""
+        return 0 if self.chunk_cache is None else self.chunk_cache.invalidate(tags)
 
     def _drop_largest(self, batch: list[Sequence], exc: BaseException, outputs: list[RequestOutput]) -> Exception:
         """After an out-of-memory step: finish the sequence that brought the most tokens (then the longest), keep
@@ -148,7 +192,15 @@ class LLMEngine:
             num_draft_tokens=self._num_draft_tokens,
             num_accepted_draft_tokens=self._num_accepted_draft_tokens,
             memory=self.model_runner.memory.as_dict(),
+            **self._chunk_cache_stats(),
         )
+
+    def _chunk_cache_stats(self) -> dict[str, int]:
+        if self.chunk_cache is None:
+            return {}
+        c = self.chunk_cache.stats
+        return {"chunk_cache_lookups": c.num_lookups, "chunk_cache_hits": c.num_hits,
+                "chunk_cache_entries": c.num_entries, "chunk_cache_bytes": c.num_bytes}  # fmt: skip
 
     def _advance(self, seq: Sequence, tokens: list[int], logprobs: list[float] | None) -> RequestOutput:
         """Append a step's tokens one by one, applying the stop rules after each."""
@@ -209,4 +261,5 @@ class LLMEngine:
             logprobs=seq.logprobs[-len(new_ids) :] if seq.params.logprobs and new_ids else None,
             num_prompt_tokens=seq.num_prompt_tokens,
             num_cached_tokens=seq.num_cached_tokens,
+            num_reused_tokens=seq.num_reused_tokens,
         )

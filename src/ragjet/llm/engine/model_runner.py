@@ -21,6 +21,7 @@ from typing import TypeVar
 import torch
 
 from ragjet.llm import parallel
+from ragjet.llm.engine.chunk_kv import chunk_slots, read_chunk, write_chunk
 from ragjet.llm.engine.config import EngineConfig
 from ragjet.llm.engine.memory import KVCacheTooSmallError, device_budget, plan_kv_cache
 from ragjet.llm.engine.sequence import Sequence
@@ -31,6 +32,7 @@ from ragjet.llm.layers.sampler import SamplingRow, sample
 from ragjet.llm.loaders import LoadedModel
 from ragjet.llm.models.llama import LlamaForCausalLM
 from ragjet.llm.quantize import compute_dtype
+from ragjet.llm.segments import ChunkSpan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +50,7 @@ class StepInputs:
     block_tables: list[list[int]] = field(default_factory=list)  # (B, W) padded with 0 to a common width W
     fresh_seqs: list[bool] = field(default_factory=list)  # (B,) nothing of the sequence is cached yet
     num_scored: list[int] = field(default_factory=list)  # (B,) tokens with logits: the last and each draft; 0: a chunk
+    has_gaps: bool = False  # a blend step: some sequence computes positions that are not its last q_len
 
     @property
     def scored_rows(self) -> list[int]:
@@ -67,13 +70,16 @@ def prepare_step(seqs: list[Sequence], block_size: int) -> StepInputs:
     for seq in seqs:
         start = seq.num_computed_tokens
         end = start + seq.num_scheduled_tokens + len(seq.draft_ids)
-        inputs.input_ids += seq.token_ids[start : start + seq.num_scheduled_tokens] + seq.draft_ids
-        inputs.positions += range(start, end)
+        positions = seq.compute_positions or range(start, end)  # a blend step has no draft
+        inputs.input_ids += [seq.token_ids[p] for p in positions] if seq.compute_positions else (
+            seq.token_ids[start : start + seq.num_scheduled_tokens] + seq.draft_ids)  # fmt: skip
+        inputs.positions += positions
         inputs.slot_mapping += (seq.block_table[p // block_size] * block_size + p % block_size
-                                for p in range(start, end))  # fmt: skip
-        inputs.q_lens.append(end - start)
-        inputs.context_lens.append(end)
-        inputs.fresh_seqs.append(start == 0)
+                                for p in positions)  # fmt: skip
+        inputs.q_lens.append(len(positions))
+        inputs.context_lens.append(positions[-1] + 1)
+        inputs.fresh_seqs.append(start == 0 and not seq.compute_positions)
+        inputs.has_gaps |= bool(seq.compute_positions)
         inputs.num_scored.append(0 if seq.is_prefill_chunk else 1 + len(seq.draft_ids))
     width = max(len(s.block_table) for s in seqs)
     inputs.block_tables = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
@@ -105,6 +111,7 @@ def to_step_tensors(inputs: StepInputs, device: torch.device) -> StepTensors:
         fresh_seqs=inputs.fresh_seqs,
         query_starts=starts,
         host_context_lens=inputs.context_lens,
+        query_positions=positions if inputs.has_gaps else None,
     )
     return StepTensors(ids, positions, meta, scored)
 
@@ -269,6 +276,8 @@ class ModelRunner:
         (1 + len(draft) of them; none for a prompt chunk that is not the prompt's end), and their logprobs
         (None when no sequence asked for logprobs).
         """
+        for seq in seqs:
+            self._import_chunks(seq)
         inputs = prepare_step(seqs, self.block_size)
         if not any(inputs.num_scored):
             self._forward(inputs)
@@ -281,6 +290,19 @@ class ModelRunner:
                 for s, n in zip(seqs, inputs.num_scored, strict=True) for _ in range(n)]  # fmt: skip
         tokens, logprobs = sample(logits, rows)
         return _split(tokens, inputs.num_scored), None if logprobs is None else _split(logprobs, inputs.num_scored)
+
+    def _import_chunks(self, seq: Sequence) -> None:
+        """Write the K/V of the chunks a blend step imports into the sequence's blocks (before its forward)."""
+        for chunk in seq.pending_imports:
+            span = chunk.span
+            slots = chunk_slots(seq.block_table, span.start + chunk.skip, span.end, self.block_size, self.device)
+            write_chunk(self.kv_cache, chunk.entry, slots, span, chunk.skip, self.model.model.rotary.cos_sin_cache)
+
+    @torch.inference_mode()
+    def read_chunk(self, seq: Sequence, span: ChunkSpan) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """A computed chunk's (keys, values) on the host, and their bytes: what the chunk cache stores."""
+        slots = chunk_slots(seq.block_table, span.start, span.end, self.block_size, self.device)
+        return read_chunk(self.kv_cache, slots)
 
     def close(self) -> None:
         """Let tensor-parallel followers go (their loop ends on None)."""

@@ -18,6 +18,7 @@ class RequestOutput:
     logprobs: list[float] | None  # of new_token_ids, when requested
     num_prompt_tokens: int
     num_cached_tokens: int  # prompt tokens served from the prefix cache
+    num_reused_tokens: int = 0  # prompt tokens whose K/V came from the chunk cache (blend mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,4 +35,8 @@ class EngineStats:
     num_preemptions: int = 0
     num_draft_tokens: int = 0  # speculative tokens scored
     num_accepted_draft_tokens: int = 0  # of those, kept (each saved a forward pass)
+    chunk_cache_lookups: int = 0  # blend mode: chunks looked up in the chunk KV cache
+    chunk_cache_hits: int = 0
+    chunk_cache_entries: int = 0
+    chunk_cache_bytes: int = 0
     memory: Mapping[str, int | str] = field(default_factory=dict)  # the engine's MemorySplit (memory.py), bytes

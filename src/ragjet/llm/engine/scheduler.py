@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ragjet.llm.engine.block_manager import BlockAllocator
+from ragjet.llm.engine.chunk_reuse import ChunkReuse
 from ragjet.llm.engine.errors import EngineOverloadedError
 from ragjet.llm.engine.sequence import Sequence, SequenceStatus
 from ragjet.llm.engine.spec_decode import propose_draft
@@ -32,8 +33,9 @@ class SchedulerConfig:
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, allocator: BlockAllocator):
-        self.config, self.allocator = config, allocator
+    def __init__(self, config: SchedulerConfig, allocator: BlockAllocator, chunk_reuse: ChunkReuse | None = None):
+        """``chunk_reuse``: blend mode, planning each admitted prompt's chunk imports (None: prefix caching only)."""
+        self.config, self.allocator, self.chunk_reuse = config, allocator, chunk_reuse
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -75,6 +77,8 @@ class Scheduler:
                 break
             self.waiting.popleft()
             self.allocator.allocate(seq)
+            if self.chunk_reuse is not None and seq.chunk_spans:
+                self.chunk_reuse.admit(seq, budget)
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             budget -= self._schedule_chunk(seq, budget)
@@ -98,10 +102,15 @@ class Scheduler:
                 budget -= len(seq.draft_ids)
 
     def _schedule_chunk(self, seq: Sequence, budget: int) -> int:
-        """Give `seq` as much of its uncomputed prompt as `budget` allows; returns how many tokens."""
-        seq.num_scheduled_tokens = max(0, min(seq.num_new_tokens, budget))
+        """Give `seq` as much of its uncomputed prompt as `budget` allows (a blend step: its positions, which
+        admission fitted in the budget); returns how many tokens."""
+        if seq.compute_positions:
+            seq.num_scheduled_tokens = len(seq.compute_positions)
+        else:
+            seq.num_scheduled_tokens = max(0, min(seq.num_new_tokens, budget))
         # The blocks this chunk completes enter the prefix cache now: a later admission in this step can share them.
-        self.allocator.register_computed(seq, seq.num_computed_tokens + seq.num_scheduled_tokens)
+        upto = seq.num_tokens if seq.compute_positions else seq.num_computed_tokens + seq.num_scheduled_tokens
+        self.allocator.register_computed(seq, upto)
         return seq.num_scheduled_tokens
 
     def finish(self, seq: Sequence, reason: str) -> None:

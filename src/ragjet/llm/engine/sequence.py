@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import TYPE_CHECKING
 
 from ragjet.llm.sampling_params import SamplingParams
+from ragjet.llm.segments import ChunkSpan
 from ragjet.llm.tokenizer import IncrementalDecoder
+
+if TYPE_CHECKING:
+    from ragjet.llm.engine.chunk_reuse import ChunkImport
 
 
 class SequenceStatus(Enum):
@@ -33,6 +38,13 @@ class Sequence:
     num_registered_blocks: int = 0  # of those, blocks in the prefix cache (hits, or computed)
     num_cached_tokens: int = 0  # prompt tokens the prefix cache served at admission
     draft_ids: list[int] = field(default_factory=list)  # speculative tokens scored after token_ids this step
+    # Blend mode (chunk_reuse.py): the prompt's retrieved chunks; the cached ones the next step imports, the
+    # positions it computes (empty: an ordinary prefill), and the chunks to store once the prompt is computed.
+    chunk_spans: list[ChunkSpan] = field(default_factory=list)
+    pending_imports: list[ChunkImport] = field(default_factory=list)
+    compute_positions: list[int] = field(default_factory=list)
+    export_spans: list[ChunkSpan] = field(default_factory=list)
+    num_reused_tokens: int = 0  # prompt tokens whose K/V came from the chunk cache
     finish_reason: str | None = None
     logprobs: list[float] = field(default_factory=list)
     text: str = ""  # decoded output, stop strings cut off
@@ -56,6 +68,8 @@ class Sequence:
     @property
     def is_prefill_chunk(self) -> bool:
         """This step computes part of the prompt but not its last token: nothing is sampled yet."""
+        if self.compute_positions:  # a blend step computes the prompt's last token, whatever it skips
+            return False
         return self.num_computed_tokens + self.num_scheduled_tokens < self.num_tokens
 
     @property

@@ -56,6 +56,10 @@ class AttentionMetadata:
     # context_lens on the host, what layers size things with. The model runner passes it; other callers may
     # leave it out and it is read from context_lens once, here.
     host_context_lens: list[int] = field(default_factory=list)
+    # (T,) int64 absolute position of every new token, set only when some sequence's new tokens are not its last
+    # q_len positions (a blend step computes the glue between imported chunks): such a step attends through the
+    # gather + masked SDPA path, the one that masks by explicit positions.
+    query_positions: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.host_context_lens:
@@ -179,8 +183,10 @@ def build_paged_index(meta: AttentionMetadata, block_size: int, dtype: torch.dty
     rows, cols = _padded_query_index(q_lens, sum(meta.q_lens))
     if meta.is_decode and meta.num_seqs == 1:  # one query at the end of its only sequence sees everything
         return PagedIndex(slots=slots, mask=None, rows=rows, cols=cols)
-    # Query i of sequence b sits at absolute position ctx_b - q_len_b + i and sees keys up to it.
+    # Query i of sequence b sits at absolute position ctx_b - q_len_b + i (unless given) and sees keys up to it.
     q_pos = (meta.context_lens - q_lens)[:, None] + torch.arange(max_q, device=device)  # (B, Lq)
+    if meta.query_positions is not None:
+        q_pos[rows, cols] = meta.query_positions
     visible = pos[None, None, :] <= q_pos[:, :, None]  # (B, Lq, L)
     visible &= pos[None, None, :] < meta.context_lens[:, None, None]
     mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
@@ -210,11 +216,12 @@ def paged_attention(
     q: (T, Hq, D); k_cache/v_cache: (num_blocks, block_size, Hkv, D). Returns (T, Hq, D).
     """
     block_size, num_kv_heads, head_dim = k_cache.shape[1:]
-    if triton_attention.usable(q):  # reads the pool in place, whatever the query counts
+    gaps = meta.query_positions is not None
+    if triton_attention.usable(q) and not gaps:  # reads the pool in place, whatever the query counts
         return triton_attention.paged_attention(
             q, k_cache, v_cache, meta.block_tables, meta.context_lens, query_starts(meta), max(meta.q_lens), scale
         )
-    if max(meta.q_lens) <= KERNEL_MAX_QUERIES and cpu_kernels.usable(q):  # one pass over the pool, no copies
+    if max(meta.q_lens) <= KERNEL_MAX_QUERIES and cpu_kernels.usable(q) and not gaps:  # one pass, no copies
         return torch.ops.ragjet_cpu.paged_attention(
             q, k_cache, v_cache, meta.block_tables, meta.context_lens, query_starts(meta), scale
         )
@@ -270,6 +277,8 @@ class Attention(nn.Module):
         self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
         if meta.fresh:  # causal attention over each prompt's own keys: no gather, no mask (~1.5x faster)
             return self._uncached(q, k, v, meta)
+        if meta.query_positions is not None:  # every sequence through the path that masks by explicit positions
+            return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
         if meta.plan is None:
             meta.plan = plan_step(meta, split_by_queries=not triton_attention.usable(q))
         plan = meta.plan
