@@ -122,6 +122,14 @@ class LLMSettings(Section):
         1, ge=1, le=64, description="processes the model is sharded over (one per GPU; gloo ranks on the CPU); it "
         "must divide the model's attention and KV heads",
     )
+    chunk_reuse: Literal["exact", "blend"] = Field(
+        "exact",
+        description="exact: K/V reused for exact prompt prefixes only (prefix caching, no change to answers); "
+        "blend: a retrieved chunk's K/V, computed once, is reused wherever it lands in a later prompt, with the "
+        "glue between chunks and each chunk's first chunk_recompute_tokens recomputed (docs/kv-reuse.md)",
+    )
+    chunk_cache_gb: float = Field(1.0, ge=0, description="blend: host memory for cached chunk K/V")
+    chunk_recompute_tokens: int = Field(4, ge=0, description="blend: leading tokens of each reused chunk recomputed")
     cpu_twin: Literal["auto", "prepare", "on_failure"] = Field(
         "auto",
         description="CUDA: when to build the CPU twin that serves if the GPU fails: at start in the background "
