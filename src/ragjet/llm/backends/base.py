@@ -45,7 +45,7 @@ class TextDelta:
     finish_reason: str | None = None  # "stop" | "length" | "abort" | "timeout" on the last delta, else None
     logprobs: list[float] | None = None  # one logprob per new token, when requested and reported
     num_prompt_tokens: int = 0  # 0 when the backend does not report it
-    num_cached_tokens: int = 0  # prompt tokens served from the prefix cache
+    num_cached_tokens: int = 0  # prompt tokens not prefilled: prefix-cache hits and reused chunks (blend mode)
     fallback: str | None = None  # set when a fallback device produced this delta, e.g. "gpu oom: retried on cpu"
 
 

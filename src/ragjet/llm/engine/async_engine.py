@@ -96,7 +96,7 @@ class AsyncLLMEngine:
                     finish_reason=out.finish_reason if out.finished else None,
                     logprobs=out.logprobs,
                     num_prompt_tokens=out.num_prompt_tokens,
-                    num_cached_tokens=out.num_cached_tokens,
+                    num_cached_tokens=out.num_cached_tokens + out.num_reused_tokens,  # not prefilled
                 )
 
     async def generate(self, prompt: EnginePrompt, params: SamplingParams) -> Completion:
