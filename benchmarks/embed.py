@@ -73,7 +73,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
         ]  # fmt: skip
     notes = (
         f"Machine: {machine_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; ragjet "
-        f"in {ours.model.word.weight.dtype} (its CPU default here), sentence-transformers in fp32 (its default). "
+        f"in {ours.precision} (its CPU default here), sentence-transformers in fp32 (its default). "
         f"Same texts (windows of the Python language reference), same run. Minimum cosine "
         f"between ragjet's and sentence-transformers' vectors: {cos:.6f}."
     )

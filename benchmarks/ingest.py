@@ -38,7 +38,7 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
     ]  # fmt: skip
     notes = (
         f"Machine: {machine_description()}; torch {torch.get_num_threads()} threads; embedder "
-        f"{embedder.model_id} on {embedder.device}. End to end: load markdown, chunk (overlap "
+        f"{embedder.model_id} ({embedder.precision}, CPU). End to end: load markdown, chunk (overlap "
         f"{chunk.overlap_tokens} tokens), embed, one SQLite transaction per document, flat index + BM25 + "
         f"manifest saved with checksums. First run {first.seconds:.1f} s; the re-ingest found all "
         f"{again.num_unchanged} files unchanged by content hash and wrote nothing."

@@ -46,6 +46,16 @@ class ChunkSettings(Section):
 class EmbedSettings(Section):
     model: str = Field("all-MiniLM-L6-v2", description="packaged model name or a local model directory")
     device: Device = "auto"
+    backend: Literal["torch", "onnxruntime"] = Field(
+        "torch", description="torch: our BertEncoder; onnxruntime: its ONNX export (extra ragjet[onnx])"
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        "auto", description="auto: fp16 on CUDA, bf16 on CPUs with native bf16 matmuls, else fp32 (onnxruntime: "
+        "fp32); int8 needs backend onnxruntime. Every precision keeps the model's embedder id",
+    )
+    int8_scheme: Literal["static", "dynamic"] = Field(
+        "static", description="int8 only: static (activation scales calibrated on 1,024 chunks) or dynamic"
+    )
     batch_size: int = Field(64, ge=1, le=4096)
     max_wait_ms: float = Field(2.0, ge=0, description="dynamic batcher: longest wait to fill a batch")
 

@@ -88,9 +88,14 @@ def _embedder(settings: Settings) -> Section:
     device = _device(settings.embed.device)
     if isinstance(device, str):
         return {"model": settings.embed.model, "device": device, "dtype": None, "reason": None}
-    on_cuda, policy = device.type == "cuda", cpu_policy()
+    embed, on_cuda, policy = settings.embed, device.type == "cuda", cpu_policy()
+    if embed.backend == "onnxruntime":
+        dtype = f"int8 {embed.int8_scheme}" if embed.precision == "int8" else "float32"
+        return {"model": embed.model, "device": str(device), "dtype": dtype, "reason": "embed.backend = onnxruntime"}
+    if embed.precision != "auto":
+        return {"model": embed.model, "device": str(device), "dtype": embed.precision, "reason": "embed.precision"}
     return {
-        "model": settings.embed.model,
+        "model": embed.model,
         "device": str(device),
         "dtype": "float16" if on_cuda else dtype_name(policy.embed_dtype),
         "reason": "fp16 on CUDA" if on_cuda else policy.reasons["embed_dtype"],

@@ -9,6 +9,7 @@ import pytest
 
 from ragjet.embed.batcher import DynamicBatcher
 from ragjet.embed.embedder import Embedder
+from ragjet.embed.torch_embedder import TorchEmbedder
 from ragjet.models import ModelNotFoundError, resolve_model
 
 TEXTS = [
@@ -24,8 +25,10 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder.load("all-MiniLM-L6-v2", device="cpu")
+def embedder() -> TorchEmbedder:
+    loaded = Embedder.load("all-MiniLM-L6-v2", device="cpu")
+    assert isinstance(loaded, TorchEmbedder)  # the default backend
+    return loaded
 
 
 def test_vectors_match_sentence_transformers(embedder: Embedder) -> None:
@@ -80,13 +83,16 @@ async def test_a_failing_forward_reaches_only_its_callers(embedder: Embedder, mo
 
 
 def test_fp32_and_the_default_dtype_agree(embedder: Embedder) -> None:
-    fp32 = Embedder.load("all-MiniLM-L6-v2", device="cpu", dtype="float32")
+    fp32 = Embedder.load("all-MiniLM-L6-v2", device="cpu", precision="fp32")
+    assert fp32.precision == "float32"
     assert (fp32.embed(TEXTS) * embedder.embed(TEXTS)).sum(1).min() >= 0.999
-    with pytest.raises(ValueError, match="dtype"):
-        Embedder.load("all-MiniLM-L6-v2", device="cpu", dtype="int4")
+    with pytest.raises(ValueError, match="precision 'int4' is not one of"):
+        Embedder.load("all-MiniLM-L6-v2", device="cpu", precision="int4")
+    with pytest.raises(ValueError, match="needs embed.backend = 'onnxruntime'"):
+        Embedder.load("all-MiniLM-L6-v2", device="cpu", precision="int8")
 
 
-def test_a_gpu_failure_moves_batches_to_a_cpu_copy_until_the_probe_passes(embedder: Embedder) -> None:
+def test_a_gpu_failure_moves_batches_to_a_cpu_copy_until_the_probe_passes(embedder: TorchEmbedder) -> None:
     """No GPU here: the primary encoder's forward raises CUDA's out-of-memory error, as a full card would."""
     import torch
 
@@ -100,7 +106,7 @@ def test_a_gpu_failure_moves_batches_to_a_cpu_copy_until_the_probe_passes(embedd
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     health = DeviceHealth(lambda: healthy[0], interval_s=5.0, clock=lambda: now[0])
-    primary = Embedder(embedder.model, embedder.tokenizer, embedder.model_id, embedder.max_seq_len,
+    primary = TorchEmbedder(embedder.model, embedder.tokenizer, embedder.model_id, embedder.max_seq_len,
                        source=resolve_model("all-MiniLM-L6-v2"), health=health)  # fmt: skip
     original = primary.model.forward
     primary.model.forward = failing_forward  # type: ignore[method-assign]
@@ -120,10 +126,10 @@ def test_a_gpu_failure_moves_batches_to_a_cpu_copy_until_the_probe_passes(embedd
         primary.model.forward = original  # type: ignore[method-assign]
 
 
-def test_an_error_that_is_not_a_device_failure_is_raised(embedder: Embedder) -> None:
+def test_an_error_that_is_not_a_device_failure_is_raised(embedder: TorchEmbedder) -> None:
     from ragjet.device import DeviceHealth
 
-    broken = Embedder(embedder.model, embedder.tokenizer, embedder.model_id, embedder.max_seq_len,
+    broken = TorchEmbedder(embedder.model, embedder.tokenizer, embedder.model_id, embedder.max_seq_len,
                       health=DeviceHealth(lambda: True))  # fmt: skip
     original = broken.model.forward
     broken.model.forward = lambda *a: (_ for _ in ()).throw(ValueError("bad shapes"))  # type: ignore[method-assign]

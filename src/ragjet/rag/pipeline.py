@@ -25,6 +25,7 @@ from ragjet.config import LLMSettings, Settings
 from ragjet.cpu_threads import single_threaded_executor
 from ragjet.embed.batcher import BatcherStats, DynamicBatcher
 from ragjet.embed.embedder import Embedder
+from ragjet.embed.onnx_embedder import OnnxOptions
 from ragjet.ingest.chunker import Chunker
 from ragjet.llm.backends import LLMBackend, create_backend
 from ragjet.llm.engine.outputs import EngineStats
@@ -110,7 +111,7 @@ class RagPipeline:
                 if single_threaded:
                     asyncio.get_running_loop().set_default_executor(single_threaded_executor("ragjet-helper"))
                     self._writes = self._writes or single_threaded_executor("ragjet-writer")
-                self._embedder = await asyncio.to_thread(Embedder.load, embed.model, device=embed.device)
+                self._embedder = await asyncio.to_thread(load_embedder, self.settings, single_threaded)
                 self._batcher = DynamicBatcher(
                     self._embedder, embed.batch_size, embed.max_wait_ms, single_threaded=single_threaded
                 )
@@ -390,6 +391,13 @@ class RagPipeline:
         if self._writes is None:
             self._writes = ThreadPoolExecutor(thread_name_prefix="ragjet-writer")
         return await asyncio.get_running_loop().run_in_executor(self._writes, functools.partial(fn, *args))
+
+
+def load_embedder(settings: Settings, single_threaded: bool) -> Embedder:
+    """The embedder the settings name; an ONNX one runs on one thread where torch's helpers do (cpu_threads.py)."""
+    embed = settings.embed
+    onnx = OnnxOptions(settings.cache_dir / "embed", embed.int8_scheme, num_threads=1 if single_threaded else None)
+    return Embedder.load(embed.model, embed.device, embed.precision, embed.backend, onnx)
 
 
 def load_cross_encoder(settings: Settings) -> CrossEncoder | None:
