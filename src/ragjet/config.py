@@ -211,6 +211,40 @@ class ServeSettings(Section):
     tracing: bool = Field(False, description="OpenTelemetry spans per stage (exporter from OTEL_* env or console)")
 
 
+class RaySettings(Section):
+    """`ragjet serve --ray`: the ingress (HTTP, retrieval) and generation deployments of the Ray Serve app."""
+
+    app_name: str = Field("ragjet", min_length=1, description="the Ray Serve application's name")
+    num_ingress_replicas: int = Field(1, ge=1, description="ingress replicas: HTTP routes, embedding, retrieval")
+    ingress_num_cpus: float = Field(1.0, ge=0, description="CPUs Ray reserves for each ingress replica")
+    num_generation_replicas: int = Field(1, ge=1, description="generation replicas at start (the autoscaling floor)")
+    max_generation_replicas: int = Field(
+        1, ge=1, description="autoscaling ceiling; above num_generation_replicas Ray scales on ongoing requests"
+    )
+    target_ongoing_requests: float = Field(8.0, gt=0, description="autoscaling target: requests per generation replica")
+    max_ongoing_requests: int = Field(
+        32, ge=1, description="requests one generation replica is sent at once; past it the router picks the next one"
+    )
+    generation_num_cpus: float = Field(1.0, ge=0, description="CPUs (and torch threads) per generation replica")
+    generation_num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per generation replica; None: llm.tensor_parallel_size where the cluster has "
+        "GPUs and llm.device allows CUDA, else 0",
+    )
+    affinity: bool = Field(
+        True, description="send prompts that share their first source to the same generation replica (prefix-cache "
+        "hits); False: Ray's power-of-two-choices",
+    )
+    max_resumes: int = Field(
+        1, ge=0, description="times a stream cut off by a dying generation replica is resumed on another one"
+    )
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> RaySettings:
+        if self.max_generation_replicas < self.num_generation_replicas:
+            raise ValueError("ray.max_generation_replicas must be at least ray.num_generation_replicas")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGJET_",
@@ -227,6 +261,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     rag: RagSettings = RagSettings()
     serve: ServeSettings = ServeSettings()
+    ray: RaySettings = RaySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,7 @@ import asyncio
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
 from ragjet.cli import app
 from ragjet.config import ConfigError, Settings, load_settings
@@ -73,15 +74,42 @@ def print_banner(settings: Settings) -> None:
     )
 
 
+def serve_on_ray(settings: Settings) -> None:
+    """The Ray Serve application (ingress + generation deployments, the `ray` settings) on the cluster RAY_ADDRESS
+    names, or on a local one; HTTP only (no gRPC). Blocks until interrupted, then stops the application."""
+    from ragjet.serve.rayserve import require_ray
+
+    try:
+        require_ray()
+    except ImportError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")  # the message's [ray] is an extra, not markup
+        raise typer.Exit(2) from None
+    import ray
+    from ray import serve
+
+    from ragjet.serve.rayserve.app import build_app
+
+    configure_logging(settings.serve.log_level, settings.serve.log_json)
+    ray.init()
+    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    serve.run(build_app(settings), name=settings.ray.app_name, route_prefix="/", blocking=True)
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="bind address (default from settings: 127.0.0.1)"),
     port: int = typer.Option(None, help="HTTP port (default 8000)"),
     grpc_port: int = typer.Option(None, help="gRPC port (default 50051)"),
+    on_ray: bool = typer.Option(
+        False, "--ray", help="serve as a Ray Serve application (HTTP only; see the `ray` settings; ragjet[ray])"
+    ),
 ) -> None:
     """Serve the API, the OpenAI-compatible routes, the web UI and gRPC."""
     settings = startup_settings()
     overrides = {k: v for k, v in {"host": host, "port": port, "grpc_port": grpc_port}.items() if v is not None}
     settings.serve = settings.serve.model_copy(update=overrides)
+    if on_ray:
+        serve_on_ray(settings)
+        return
     print_banner(settings)
     asyncio.run(serve_forever(settings))

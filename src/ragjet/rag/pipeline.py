@@ -77,8 +77,11 @@ class RagPipeline:
     at capacity EngineOverloadedError, a deadline passed before generation DeadlineExceededError.
     """
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, backend_factory: Callable[[LLMSettings], LLMBackend] = create_backend):
+        """`backend_factory` builds the generator at start (in a worker thread); the Ray Serve ingress passes one
+        that reaches its generation deployment instead of loading a model in-process."""
         self.settings = settings
+        self._backend_factory = backend_factory
         self._registries: dict[str, CollectionRegistry] = {}  # one per tenant, each with its own folder
         self._embedder: Embedder | None = None
         self._cross_encoder: CrossEncoder | None = None  # retrieve.rerank = "cross-encoder"
@@ -121,7 +124,7 @@ class RagPipeline:
             if self._review is None:
                 self._review = ReviewQueue(self.settings.data_dir.expanduser() / "review.db")
             if generate and self._backend is None:
-                backend = await asyncio.to_thread(create_backend, self.settings.llm)
+                backend = await asyncio.to_thread(self._backend_factory, self.settings.llm)
                 self._backend = backend
                 self._prompts = PromptBuilder(backend, self.settings.rag.system_prompt, self.settings.llm.max_model_len)
 

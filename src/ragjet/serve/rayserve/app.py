@@ -1,0 +1,102 @@
+"""The Ray Serve application: `ragjet serve --ray`, or `serve run ragjet.serve.rayserve.app:build_from_env`.
+
+Two deployments. The ingress runs ragjet's own FastAPI app (REST, OpenAI routes, streaming, /metrics, /readyz) over
+a pipeline whose generator is the generation deployment; it embeds questions and searches the collections itself,
+because the prompt needs the hits and both take milliseconds, less than a hop would add. Its replicas are CPU
+replicas that each open the collections (read-only with `serve.read_only`, the setting for replicas that another
+process publishes to). The generation deployment holds the native engine, one per replica, with GPUs where the
+cluster has them, scaled by Ray on ongoing requests and routed by chunk affinity (`affinity.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from ragjet.config import LLMSettings, Settings, load_settings
+from ragjet.rag.pipeline import RagPipeline
+from ragjet.serve.app import create_app
+from ragjet.serve.rayserve.affinity import ChunkAffinityRouter
+from ragjet.serve.rayserve.generation import GenerationServer
+from ragjet.serve.rayserve.remote_backend import RayGenerationBackend
+
+
+@serve.ingress()
+class RagIngress:
+    """An ingress replica: ragjet's FastAPI app over a RagPipeline that generates through `generation`."""
+
+    def __init__(self, settings: Settings, generation: DeploymentHandle):
+        self.settings = settings
+        self.generation = generation
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Called by Ray Serve in the replica; the app's lifespan then loads the embedder and fetches the
+        engine's tokenizer from a generation replica."""
+
+        def connect(_: LLMSettings) -> RayGenerationBackend:
+            return RayGenerationBackend.connect(self.generation, self.settings.ray)
+
+        return create_app(self.settings, RagPipeline(self.settings, backend_factory=connect))
+
+
+def build_app(settings: Settings) -> Application:
+    """The bound application; `serve.run(build_app(settings), name=settings.ray.app_name)` starts it."""
+    ray_settings = settings.ray
+    router = ChunkAffinityRouter if ray_settings.affinity else None  # None: Ray's power of two choices
+    generation = serve.deployment(
+        name="generation",
+        ray_actor_options={"num_cpus": ray_settings.generation_num_cpus, "num_gpus": generation_gpus(settings)},
+        max_ongoing_requests=ray_settings.max_ongoing_requests,
+        request_router_config={} if router is None else {"request_router_class": router_path(router)},
+        health_check_period_s=2,
+        **replica_count(settings),
+    )(GenerationServer)
+    ingress = serve.deployment(
+        name="ingress",
+        num_replicas=ray_settings.num_ingress_replicas,
+        ray_actor_options={"num_cpus": ray_settings.ingress_num_cpus},
+        max_ongoing_requests=settings.rag.max_in_flight,
+    )(RagIngress)
+    return ingress.bind(settings, generation.bind(settings.llm))
+
+
+def replica_count(settings: Settings) -> dict[str, Any]:
+    """A fixed number of generation replicas, or Ray's autoscaling on ongoing requests between two bounds."""
+    ray_settings = settings.ray
+    if ray_settings.max_generation_replicas == ray_settings.num_generation_replicas:
+        return {"num_replicas": ray_settings.num_generation_replicas}
+    return {
+        "autoscaling_config": {
+            "min_replicas": ray_settings.num_generation_replicas,
+            "initial_replicas": ray_settings.num_generation_replicas,
+            "max_replicas": ray_settings.max_generation_replicas,
+            "target_ongoing_requests": ray_settings.target_ongoing_requests,
+        }
+    }
+
+
+def generation_gpus(settings: Settings) -> float:
+    """`ray.generation_num_gpus`, or one GPU per tensor-parallel rank where the cluster has GPUs and llm.device
+    does not keep generation on the CPU."""
+    if settings.ray.generation_num_gpus is not None:
+        return settings.ray.generation_num_gpus
+    import ray
+
+    has_gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+    return float(settings.llm.tensor_parallel_size) if has_gpus and settings.llm.device != "cpu" else 0.0
+
+
+def router_path(router: type) -> str:
+    """The router by import path: each handle's process imports it, rather than unpickling a class sent along."""
+    return f"{router.__module__}.{router.__qualname__}"
+
+
+def build_from_env(args: dict[str, str]) -> Application:
+    """For `serve run ragjet.serve.rayserve.app:build_from_env`: the settings from RAGJET_* and ragjet.toml
+    (`args`, Serve's key=value pairs, are not read: ragjet's settings have one source of truth)."""
+    del args
+    return build_app(load_settings())
