@@ -85,7 +85,8 @@ def test_a_chunk_moved_to_another_position_gets_correctly_rotated_keys(llama: Lo
 
 def test_rotate_keys_composes_positions_with_a_scaled_table() -> None:
     """Rotating a key computed at position a by d gives the key at a + d, also where the table is scaled (YaRN)."""
-    rope = RotaryEmbedding(16, 10000.0, {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64}, 128)
+    yarn = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64}
+    rope = RotaryEmbedding(16, 10000.0, yarn, 128)
     raw = torch.randn(5, 2, 16)
 
     def at(position: int) -> torch.Tensor:

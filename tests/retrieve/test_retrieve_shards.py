@@ -6,6 +6,7 @@ their candidate lists and fuses with collection-wide BM25 statistics. Damaged sh
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from ragjet.ingest.chunker import Chunker
 from ragjet.rag.ingestion import ingest_paths
 from ragjet.retrieve import Retriever, SearchResult
 from ragjet.retrieve.shards import merge, shard_candidates
-from ragjet.store import AnyCollection, Collection, ShardedCollection, open_collection
+from ragjet.store import AnyCollection, Collection, CollectionError, ShardedCollection, open_collection
 from ragjet.store.sharded import shard_of
 from support.documents import synthetic_documents, words, write_documents
 
@@ -134,10 +135,66 @@ def test_shards_opened_on_their_own_merge_to_the_same_candidates(synthetic, embe
     alone = [Collection.open(folder, f"shard-{n}", "cpu") for n in range(3)]
     query, vector = "w001 w007 w042", synthetic_documents(np.random.default_rng(3), 20, embedder.dim)[7][2][0]
     stats = BM25Stats.merged([shard.bm25.stats(query) for shard in alone])
-    parts = [shard_candidates(n, shard, query, vector, 30, stats, True) for n, shard in enumerate(alone)]
-    whole = shard_candidates(0, synthetic[None], query, vector, 30, synthetic[None].bm25.stats(query), True)
+    args = {"query": query, "vector": vector, "coarse_k": 30, "use_bm25": True}
+    parts = [shard_candidates(n, shard, **args, stats=stats) for n, shard in enumerate(alone)]
+    whole = shard_candidates(0, synthetic[None], **args, stats=synthetic[None].bm25.stats(query))
     merged, expected = merge(parts, 30), merge([whole], 30)
     np.testing.assert_array_equal(merged.dense_ids, expected.dense_ids)
     np.testing.assert_array_equal(merged.bm25_ids, expected.bm25_ids)
     np.testing.assert_array_equal(merged.bm25_scores, expected.bm25_scores)
     assert {n for n in merged.owner.values()} == {0, 1, 2}
+
+
+@pytest.fixture
+def damaged_copy(synthetic, tmp_path: Path) -> Path:
+    """A copy of the 3-shard synthetic collection, to damage (its root is returned; the collection is 'n3')."""
+    shutil.copytree(synthetic[3].folder, tmp_path / "n3", ignore=shutil.ignore_patterns("write.lock"))
+    return tmp_path
+
+
+def damage(shard: Path, how: str) -> None:
+    if how == "deleted":
+        for name in ("chunks.db", "chunks.db-wal", "chunks.db-shm"):
+            (shard / name).unlink(missing_ok=True)
+    else:
+        data = (shard / "chunks.db").read_bytes()
+        (shard / "chunks.db").write_bytes(data[: len(data) // 3])
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_a_damaged_shard_degrades_the_result_and_names_it(damaged_copy, synthetic, embedder, how: str) -> None:
+    damage(damaged_copy / "n3" / "shard-1", how)
+    collection = open_collection(damaged_copy, "n3", "cpu")
+    query, vector = "w002 w011", synthetic_documents(np.random.default_rng(3), 9, embedder.dim)[8][2][0]
+    result = Retriever(collection, embedder, RetrieveSettings()).search_vector(query, vector, 10)
+    assert result.fallback is not None and "shard-1" in result.fallback and "not searched" in result.fallback
+    assert result.hits and all(shard_of(h.source, 3) != 1 for h in result.hits)
+    # what the healthy shards hold, as one unsharded collection (ids keep their order, so ties break alike)
+    survivors = [
+        d for d in synthetic_documents(np.random.default_rng(3), 400, embedder.dim) if shard_of(d[0].source, 3) != 1
+    ]
+    reference = create(damaged_copy, "survivors", embedder, None)
+    write_documents(reference, survivors)
+    expected = Retriever(reference, embedder, RetrieveSettings()).search_vector(query, vector, 10)
+    assert [h.chunk_id for h in result.hits] == [h.chunk_id for h in expected.hits]
+    assert [h.score for h in result.hits] == pytest.approx([h.score for h in expected.hits], abs=1e-6)
+    for number in (0, 2):  # the good shards still hold every document they held
+        shard = Collection.open(damaged_copy / "n3", f"shard-{number}", "cpu")
+        assert shard.documents() == synthetic[3].shards[number].documents()
+
+
+def test_a_damaged_derived_file_is_rebuilt_not_degraded(damaged_copy, synthetic, embedder) -> None:
+    vectors = damaged_copy / "n3" / "shard-2" / "vectors.index"
+    vectors.write_bytes(vectors.read_bytes()[:100])
+    retriever = Retriever(open_collection(damaged_copy, "n3", "cpu"), embedder, RetrieveSettings())
+    reference = Retriever(synthetic[None], embedder, RetrieveSettings())
+    vector = synthetic_documents(np.random.default_rng(3), 5, embedder.dim)[4][2][0]
+    assert_same(retriever.search_vector("w003 w005", vector, 8), reference.search_vector("w003 w005", vector, 8))
+
+
+def test_every_shard_damaged_is_an_error_naming_them(damaged_copy, embedder) -> None:
+    for number in range(3):
+        damage(damaged_copy / "n3" / f"shard-{number}", "deleted")
+    collection = open_collection(damaged_copy, "n3", "cpu")
+    with pytest.raises(CollectionError, match="no shard of collection 'n3' can be searched: shard-0 .*shard-2"):
+        Retriever(collection, embedder, RetrieveSettings()).search_vector("w001", np.ones(embedder.dim), 3)

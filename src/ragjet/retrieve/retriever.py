@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -26,7 +27,7 @@ from ragjet.embed.embedder import Embedder
 from ragjet.index.bm25 import BM25Stats
 from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.retrieve.fusion import reciprocal_rank_fusion
-from ragjet.retrieve.shards import MergedCandidates, ShardCandidates, merge, shard_candidates
+from ragjet.retrieve.shards import MergedCandidates, merge, shard_candidates
 from ragjet.retrieve.types import SearchHit, SearchResult
 from ragjet.store import AnyCollection, Collection, CollectionError
 from ragjet.store.chunk_store import StoredChunk, check_filters
@@ -75,18 +76,24 @@ class Retriever:
     def _candidates(
         self, query: str, vector: np.ndarray, coarse_k: int, filters: Mapping[str, object] | None
     ) -> tuple[MergedCandidates, dict[int, str]]:
-        """Every readable shard's candidates, merged, and the shards that could not be searched (with why)."""
-        shards, unsearched = self.collection.shards, dict(self.collection.problems)
-        stats, failed = self._on_shards(shards, lambda _, shard: shard.bm25.stats(query))
-        unsearched |= failed
-        merged_stats = BM25Stats.merged(list(stats.values()))
-        use_bm25 = self.settings.use_bm25
+        """Every readable shard's candidates, merged, and the shards that could not be searched (with why).
 
-        def search(number: int, shard: Collection) -> ShardCandidates:
-            return shard_candidates(number, shard, query, vector, coarse_k, merged_stats, use_bm25, filters)
-
-        parts, failed = self._on_shards({i: s for i, s in shards.items() if i not in unsearched}, search)
-        unsearched |= failed
+        A shard that fails after reporting its BM25 statistics is dropped and the others are asked again, so
+        that every score uses the statistics of exactly the shards that answered.
+        """
+        shards, unsearched = dict(self.collection.shards), dict(self.collection.problems)
+        while True:
+            stats, failed = self._on_shards(shards, lambda _, shard: shard.bm25.stats(query))
+            unsearched |= failed
+            parts, failed = self._on_shards(
+                {i: s for i, s in shards.items() if i not in unsearched},
+                partial(shard_candidates, query=query, vector=vector, coarse_k=coarse_k,
+                        stats=BM25Stats.merged(list(stats.values())), use_bm25=self.settings.use_bm25, filters=filters),
+            )  # fmt: skip
+            unsearched |= failed
+            if not failed:
+                break
+            shards = {i: s for i, s in shards.items() if i not in unsearched}
         if len(unsearched) == self.collection.index_params.num_shards:
             raise CollectionError(f"no shard of collection {self.collection.name!r} can be searched: "
                                   + "; ".join(unsearched.values()))  # fmt: skip

@@ -63,7 +63,7 @@ class MergedCandidates:
 
 
 def shard_candidates(
-    shard: int, collection: Collection, query: str, vector: np.ndarray, coarse_k: int, stats: BM25Stats,
+    shard: int, collection: Collection, *, query: str, vector: np.ndarray, coarse_k: int, stats: BM25Stats,
     use_bm25: bool, filters: Mapping[str, object] | None = None,
 ) -> ShardCandidates:  # fmt: skip
     """Stage 1 and the exact rescoring on one shard (`collection` is the shard, opened on its own)."""
