@@ -16,6 +16,7 @@ from typing import Any, get_args
 import numpy as np
 from tokenizers import Tokenizer
 
+from ragjet.config import load_settings
 from ragjet.device import pick_device
 from ragjet.embed.bert import BertConfig
 from ragjet.embed.embedder import Embedder, Int8Scheme, max_len, model_id, pad
@@ -25,9 +26,13 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'ragjet[onnx]'"
 
 
+def _default_cache_dir() -> Path:
+    return load_settings().cache_dir / "embed"
+
+
 @dataclass(frozen=True, slots=True)
 class OnnxOptions:
-    cache_dir: Path = field(default_factory=lambda: _default_cache_dir())  # exported and quantised models
+    cache_dir: Path = field(default_factory=_default_cache_dir)  # exported and quantised models
     int8_scheme: Int8Scheme = "static"  # static (calibrated) or dynamic: onnx_quant.py
     calibration_texts: tuple[str, ...] = ()  # the collection's chunks; fewer than 1,024: the demo corpus's
     num_threads: int | None = None  # intra-op threads on the CPU; None: the hardware policy's
@@ -102,8 +107,3 @@ def _providers(ort: Any, device: str) -> list[Any]:
                     "ONNX embedder runs on the CPU", torch_device)  # fmt: skip
     return [*gpu, "CPUExecutionProvider"]
 
-
-def _default_cache_dir() -> Path:
-    from ragjet.config import load_settings
-
-    return load_settings().cache_dir / "embed"
