@@ -162,6 +162,10 @@ class RagSettings(Section):
         description="system message of every RAG prompt",
     )
     review_threshold: float = Field(0.35, ge=0, le=1, description="answers less confident than this need review")
+    confidence_model: Path | None = Field(
+        None, description="fitted confidence model (`ragjet eval --calibrate` writes one); None: the packaged fit "
+        "for SmolLM2, rag/data/confidence-smollm2.json",
+    )
     max_context_chunks: int = Field(8, ge=1, le=100, description="most retrieved chunks put into one prompt")
     deadline_s: float = Field(120.0, gt=0, description="request budget when the client sets none")
     max_in_flight: int = Field(64, ge=1, description="answers in progress at once; beyond it requests get 429")

@@ -34,8 +34,17 @@ def test_malformed_jsonl_names_the_line(tmp_path: Path):
         (["--compare", "index.kind=flat"], "exactly two"),
         (["--set", "retrieve.bm25=false"], "retrieve has no field 'bm25'"),
         (["--compare", "index.kind=flat,index.kind=btree"], "index.kind"),
+        (["--calibrate", "model.json"], "need a SQuAD set"),  # python-beir has no answers to calibrate on
+        (["--gold-baseline"], "need a SQuAD set"),
     ],
 )
 def test_bad_settings_exit_2(args: list[str], message: str):
     result = invoke("python-beir", *args)
     assert result.exit_code == 2 and message in result.output.replace("\n", " ")
+
+
+def test_calibration_fits_one_configuration(tmp_path: Path):
+    compare = ["--compare", "index.kind=flat,index.kind=hnsw"]
+    result = invoke("pydoc-squad", "--calibrate", str(tmp_path / "m.json"), *compare)
+    assert result.exit_code == 2 and "leave out --compare" in result.output.replace("\n", " ")
+    assert not (tmp_path / "m.json").exists()

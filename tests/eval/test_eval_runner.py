@@ -52,3 +52,16 @@ def test_latency_summary_keeps_stages_that_took_time():
     assert list(summary) == ["embed", "search", "total"]
     assert summary["embed"]["p50"] == pytest.approx(5.5) and summary["search"]["p99"] == 2.0
     assert latency_summary([]) == {}
+
+
+def test_gold_baseline_metrics_and_the_ratio_of_retrieved_to_gold():
+    outcomes = [
+        QueryOutcome("q1", ["a"], {}, "Guido van Rossum", gold_answer="Guido van Rossum"),
+        QueryOutcome("q2", ["a"], {}, "1989", gold_answer="in 1991"),
+    ]
+    metrics = score(DATASET, outcomes)
+    assert metrics["gold_contains"] == pytest.approx(1.0) and metrics["contains"] == pytest.approx(0.5)
+    assert metrics["gold_f1"] == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics["contains_ratio"] == pytest.approx(0.5)
+    assert metrics["f1_ratio"] == pytest.approx(0.5 / ((1 + 2 / 3) / 2))
+    assert "gold_f1" not in score(DATASET, [QueryOutcome("q1", ["a"], {}, "Guido")])  # no baseline asked for

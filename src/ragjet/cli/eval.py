@@ -13,19 +13,48 @@ from rich.table import Table
 from ragjet.cli import app
 from ragjet.cli.errors import exit_on_user_error
 from ragjet.config import Settings, load_settings
+from ragjet.eval.calibration import calibrate
 from ragjet.eval.datasets import EvalDataset, load_dataset
 from ragjet.eval.overrides import Override, apply_overrides, label, parse_compare, parse_override
 from ragjet.eval.runner import EvalResult, evaluate
 
 
 def run_configs(
-    settings: Settings, dataset: EvalDataset, configs: list[tuple[Override, ...]], generate: bool, max_tokens: int
+    settings: Settings,
+    dataset: EvalDataset,
+    configs: list[tuple[Override, ...]],
+    generate: bool,
+    max_tokens: int,
+    gold_baseline: bool = False,
 ) -> list[EvalResult]:
     """One evaluation per configuration, in order; each gets its own scratch collection."""
     resolved = [(label(c), apply_overrides(settings, c)) for c in configs]  # every override checked before any work
     return [
-        asyncio.run(evaluate(s, dataset, generate=generate, label=name, max_tokens=max_tokens)) for name, s in resolved
-    ]
+        asyncio.run(evaluate(s, dataset, generate=generate, label=name, max_tokens=max_tokens,
+                             gold_baseline=gold_baseline))
+        for name, s in resolved
+    ]  # fmt: skip
+
+
+def write_calibration(settings: Settings, dataset: EvalDataset, result: EvalResult, path: Path) -> dict[str, object]:
+    """Fit the confidence model on `result`'s answers, write it to `path` and return the held-out report."""
+    model, report = calibrate(dataset, result.outcomes, settings.rag.review_threshold)
+    report |= {"generator": settings.llm.model, "settings": result.label}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(model.to_json(report))
+    return report
+
+
+def calibration_table(report: dict[str, object]) -> Table:
+    table = Table(title=f"confidence calibration, held-out topics of {report['dataset']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in report.items():
+        if isinstance(value, float):
+            table.add_row(name, f"{value:.3f}")
+        elif isinstance(value, int | str):
+            table.add_row(name, str(value))
+    return table
 
 
 def results_table(results: list[EvalResult]) -> Table:
@@ -73,6 +102,12 @@ def eval_command(
     split: str = typer.Option("test", "--split", help="BEIR qrels split (qrels/<split>.tsv)"),
     max_tokens: int = typer.Option(64, "--max-tokens", min=1, help="answer length when generating"),
     json_path: Path = typer.Option(None, "--json", help="also write the results (and per-query outcomes) here"),
+    gold_baseline: bool = typer.Option(
+        False, "--gold-baseline", help="also answer each question from its gold paragraph alone (SQuAD)"
+    ),
+    calibrate_path: Path = typer.Option(
+        None, "--calibrate", help="fit the confidence model on these answers and write it here (SQuAD)"
+    ),
 ) -> None:
     """Evaluate retrieval (recall@k, MRR@10, nDCG@10) and answers (EM, F1) on a BEIR or SQuAD dataset."""
     with exit_on_user_error():
@@ -80,8 +115,15 @@ def eval_command(
         configs: list[tuple[Override, ...]] = list(parse_compare(compare)) if compare else [()]
         dataset = load_dataset(dataset_path, split).limited(limit)
         use_llm = generate if generate is not None else dataset.kind == "squad"
-        results = run_configs(settings, dataset, configs, use_llm, max_tokens)
+        if (gold_baseline or calibrate_path) and not (use_llm and dataset.kind == "squad"):
+            raise ValueError("--gold-baseline and --calibrate need a SQuAD set and generated answers")
+        if calibrate_path is not None and compare:
+            raise ValueError("--calibrate fits one configuration: leave out --compare")
+        results = run_configs(settings, dataset, configs, use_llm, max_tokens, gold_baseline)
+        report = write_calibration(settings, dataset, results[0], calibrate_path) if calibrate_path else None
     Console().print(results_table(results))
+    if report is not None:
+        Console().print(calibration_table(report))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results_json(results), indent=2))
+        json_path.write_text(json.dumps(results_json(results) | {"calibration": report}, indent=2))

@@ -2,6 +2,9 @@
 
 Retrieval runs through a `RagPipeline` started without its generator (embedder + index, no LLM) unless
 answers are generated, in which case the full pipeline answers each question and its `StageTimings` give the latencies.
+With `gold_baseline` each question is answered a second time from its judged-relevant document alone (retrieval
+filtered to that file), so the answer metrics with retrieved context can be read against the same model's score when
+retrieval is perfect.
 Queries run one at a time so latencies are not inflated by queueing. The scratch collection has a
 unique name and is deleted afterwards, whatever happens.
 """
@@ -12,12 +15,12 @@ import contextlib
 import re
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragjet.config import Settings
-from ragjet.eval.datasets import EvalDataset, write_corpus_files
+from ragjet.eval.datasets import EvalDataset, EvalQuery, write_corpus_files
 from ragjet.eval.metrics import (
     answer_contained,
     auroc,
@@ -30,6 +33,7 @@ from ragjet.eval.metrics import (
     unique_in_order,
 )
 from ragjet.obs.profile import STAGES, stage_percentiles
+from ragjet.rag.confidence import ConfidenceSignals
 from ragjet.rag.types import AskOptions, StageTimings
 
 if TYPE_CHECKING:
@@ -49,6 +53,8 @@ class QueryOutcome:
     timings: dict[str, float]  # StageTimings.as_dict() of this query
     answer: str | None = None  # generated text, citation marks removed
     confidence: float | None = None  # the pipeline's confidence in that answer
+    signals: ConfidenceSignals | None = None  # what the confidence was computed from
+    gold_answer: str | None = None  # the answer from the judged-relevant document alone (gold_baseline)
 
 
 @dataclass(slots=True)
@@ -58,7 +64,8 @@ class EvalResult:
     kind: str
     num_queries: int
     metrics: dict[str, float]  # "recall@1" … "ndcg@10"; with answers "exact_match", "f1", "contains", and
-    # "confidence_auroc" (how well confidence separates right from wrong answers; only when both occur)
+    # "confidence_auroc" (how well confidence separates right from wrong answers; only when both occur); with a
+    # gold baseline "gold_f1", "gold_contains" and "f1_ratio", "contains_ratio" (retrieved / gold)
     latency_ms: dict[str, dict[str, float]]  # stage → {"p50", "p90", "p99"}; stages that took any time
     outcomes: list[QueryOutcome]
 
@@ -87,7 +94,24 @@ def score(dataset: EvalDataset, outcomes: list[QueryOutcome]) -> dict[str, float
     separation = auroc([c for c, _ in judged], [right for _, right in judged])
     if separation is not None:
         means["confidence_auroc"] = separation
-    return means
+    return means | _gold_metrics(queries, outcomes, means)
+
+
+def _gold_metrics(queries: dict[str, EvalQuery], outcomes: list[QueryOutcome], means: dict[str, float]
+                  ) -> dict[str, float]:  # fmt: skip
+    """Answer metrics from the gold documents alone, and the retrieved-context figures as a share of them."""
+    gold = [(o.gold_answer, queries[o.query_id].answers) for o in outcomes
+            if o.gold_answer is not None and queries[o.query_id].answers]  # fmt: skip
+    if not gold:
+        return {}
+    metrics = {
+        "gold_f1": sum(token_f1(answer, golds) for answer, golds in gold) / len(gold),
+        "gold_contains": sum(answer_contained(answer, golds) for answer, golds in gold) / len(gold),
+    }
+    for name in ("f1", "contains"):
+        if metrics[f"gold_{name}"] > 0 and name in means:
+            metrics[f"{name}_ratio"] = means[name] / metrics[f"gold_{name}"]
+    return metrics
 
 
 def latency_summary(timings: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -97,15 +121,22 @@ def latency_summary(timings: list[dict[str, float]]) -> dict[str, dict[str, floa
 
 
 async def evaluate(
-    settings: Settings, dataset: EvalDataset, *, generate: bool, label: str = "default", max_tokens: int = 64
+    settings: Settings,
+    dataset: EvalDataset,
+    *,
+    generate: bool,
+    label: str = "default",
+    max_tokens: int = 64,
+    gold_baseline: bool = False,
 ) -> EvalResult:
-    """Evaluate `dataset` under `settings`; `generate` also answers each question with the LLM."""
+    """Evaluate `dataset` under `settings`; `generate` also answers each question with the LLM, and
+    `gold_baseline` (with `generate`) answers it again from its judged-relevant document alone."""
     collection = f"eval-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory(prefix="ragjet-eval-") as scratch:
         stems = write_corpus_files(dataset, Path(scratch))
         paths = sorted(Path(scratch).iterdir())
         if generate:
-            outcomes = await _run_generation(settings, dataset, collection, paths, stems, max_tokens)
+            outcomes = await _run_generation(settings, dataset, collection, paths, stems, max_tokens, gold_baseline)
         else:
             outcomes = await _run_retrieval(settings, dataset, collection, paths, stems)
     return EvalResult(
@@ -146,6 +177,7 @@ async def _run_generation(
     paths: list[Path],
     stems: dict[str, str],
     max_tokens: int,
+    gold_baseline: bool,
 ) -> list[QueryOutcome]:
     from ragjet.rag.pipeline import RagPipeline
 
@@ -155,17 +187,26 @@ async def _run_generation(
         await pipeline.ingest(collection, paths)
         # Every question is generated: a dataset that repeats one must not score the answer cache.
         options = AskOptions(collection=collection, max_tokens=max_tokens, temperature=0.0, use_cache=False)
+        paths_of = {doc_id: str(path) for path in paths if (doc_id := stems.get(path.stem)) is not None}
         outcomes = []
         for query in dataset.queries:
             hits = await pipeline.search(query.text, collection, CHUNK_HITS)
             answer = await pipeline.ask(query.text, options)
-            text = " ".join(_CITATION_MARK.sub(" ", answer.text).split())
-            ranked = _ranked_ids(hits, stems)
-            outcomes.append(QueryOutcome(query.id, ranked, answer.timings.as_dict(), text, answer.confidence))
+            outcome = QueryOutcome(query.id, _ranked_ids(hits, stems), answer.timings.as_dict(), _plain(answer.text),
+                                   answer.confidence, answer.confidence_signals)  # fmt: skip
+            if gold_baseline:
+                gold = {"source_prefix": paths_of[next(iter(query.qrels))]}  # one file: its stem has a fixed width
+                outcome.gold_answer = _plain((await pipeline.ask(query.text, replace(options, filters=gold))).text)
+            outcomes.append(outcome)
         return outcomes
     finally:
         await _delete_quietly(pipeline, collection)
         await pipeline.close()
+
+
+def _plain(text: str) -> str:
+    """An answer as scored: citation marks removed, whitespace collapsed."""
+    return " ".join(_CITATION_MARK.sub(" ", text).split())
 
 
 def _ranked_ids(hits: list[SearchHit], stems: dict[str, str]) -> list[str]:

@@ -10,7 +10,8 @@ import numpy as np
 from ragjet.config import RagSettings, Settings
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.rag.answer_cache import CacheScope
-from ragjet.rag.confidence import answer_confidence, grounding
+from ragjet.rag.confidence import measure_signals
+from ragjet.rag.confidence_model import load_confidence_model
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace
 from ragjet.rag.prompt import BuiltPrompt, mark_cited
@@ -58,7 +59,12 @@ def validate_options(question: str, options: AskOptions, settings: Settings) -> 
 
 
 def build_answer(
-    request: PreparedRequest, trace: GenerationTrace, degraded: str | None, needs_review: bool, settings: RagSettings
+    question: str,
+    request: PreparedRequest,
+    trace: GenerationTrace,
+    degraded: str | None,
+    needs_review: bool,
+    settings: RagSettings,
 ) -> Answer:
     timings = request.timings
     timings.queue_ms = trace.queue_ms
@@ -66,7 +72,9 @@ def build_answer(
     timings.decode_ms = trace.decode_ms()
     timings.total_ms = request.deadline.elapsed_ms()
     sources = [c.text for c in request.prompt.citations]
-    confidence = answer_confidence(request.dense_scores, trace.mean_logprob, grounding(trace.text, sources))
+    signals = measure_signals(question, request.dense_scores, trace.text, sources, trace.mean_logprob,
+                              trace.min_logprob)  # fmt: skip
+    confidence = load_confidence_model(settings.confidence_model).probability(signals)
     return Answer(
         request_id=request.request_id,
         text=trace.text,
@@ -77,6 +85,7 @@ def build_answer(
         cached_prompt_tokens=trace.num_cached_prompt_tokens,
         finish_reason=trace.finish_reason or "stop",
         confidence=confidence,
+        confidence_signals=signals,
         needs_review=needs_review or confidence < settings.review_threshold,
         degraded=degraded,
     )

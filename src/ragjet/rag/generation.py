@@ -40,6 +40,7 @@ class GenerationTrace:
     num_completion_tokens: int = 0
     logprob_sum: float = 0.0
     num_logprobs: int = 0
+    min_logprob: float | None = None  # of the least likely generated token
     finish_reason: str | None = None
     queue_ms: float = 0.0  # waiting in the engine before prefill began, when the backend reports it
     num_cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
@@ -58,6 +59,7 @@ class GenerationTrace:
             if math.isfinite(value):
                 self.logprob_sum += value
                 self.num_logprobs += 1
+                self.min_logprob = value if self.min_logprob is None else min(self.min_logprob, value)
 
     @property
     def text(self) -> str:

@@ -34,6 +34,7 @@ from ragjet.rag.admission import AdmissionController
 from ragjet.rag.answer_cache import AnswerCache, CacheScope, from_cache
 from ragjet.rag.answering import PreparedRequest, answered, build_answer, sampling_params, validate_options
 from ragjet.rag.collections import CollectionRegistry
+from ragjet.rag.confidence_model import load_confidence_model
 from ragjet.rag.context import choose_context, not_found_answer
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
@@ -107,6 +108,8 @@ class RagPipeline:
         A second call loads only what is still missing.
         """
         async with self._start_lock:
+            if generate:  # a bad confidence model file fails here, before any model loads, not on every answer
+                load_confidence_model(self.settings.rag.confidence_model)
             embed = self.settings.embed
             if self._embedder is None:
                 # Decided once, before any helper thread runs torch: see ragjet/cpu_threads.py.
@@ -203,7 +206,8 @@ class RagPipeline:
             # A CPU-served answer is the same model's answer, only slower: reported, but not sent for review.
             flagged = [r for r in (request.retrieval_fallback, degraded) if r is not None]
             reasons = [r for r in (request.retrieval_fallback, trace.device_fallback, degraded) if r is not None]
-            answer = build_answer(request, trace, "; ".join(reasons) or None, bool(flagged), self.settings.rag)
+            degraded_by = "; ".join(reasons) or None
+            answer = build_answer(question, request, trace, degraded_by, bool(flagged), self.settings.rag)
             if answer.needs_review and self._review is not None:
                 review = self._review
                 answer.review_id = await asyncio.to_thread(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ragjet.rag.confidence import ConfidenceSignals
 from ragjet.rag.tenants import DEFAULT_TENANT
 
 DEFAULT_MAX_TOKENS = 256  # an answer's length when the client does not say
@@ -66,7 +67,8 @@ class Answer:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     finish_reason: str = "stop"
-    confidence: float | None = None
+    confidence: float | None = None  # estimated chance that the answer is right (rag/confidence_model.py)
+    confidence_signals: ConfidenceSignals | None = None  # what `confidence` was computed from
     needs_review: bool = False
     degraded: str | None = None  # why a fallback answered, e.g. "generator timeout: extractive answer"
     review_id: str | None = None  # the review-queue item this answer was stored as (or served from)
