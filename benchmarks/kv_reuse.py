@@ -188,7 +188,12 @@ async def stream_hit_rates(data_dir: Path, budgets_gb: tuple[float, ...]) -> lis
 def stream_questions() -> list[str]:
     """1,000 distinct questions: the shipped sets' and questions about the reference's headings, shuffled."""
     asked = [q.text for name in ("pydoc-squad", "python-squad", "python-beir") for q in load_dataset(name).queries]
-    pool = list(dict.fromkeys(asked + candidate_questions()))
+    about_headings = candidate_questions()  # two phrasings per heading, more here
+    more = [q.replace("What does the Python reference say about", "Explain").replace("How does", "When does")
+            for q in about_headings]  # fmt: skip
+    more += [q.replace("How does", "Give an example of how").replace(" work in Python", " works")
+             for q in about_headings]  # fmt: skip
+    pool = list(dict.fromkeys(asked + about_headings + more))
     random.Random(0).shuffle(pool)
     return pool[:STREAM_LENGTH]
 
