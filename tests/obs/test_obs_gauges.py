@@ -17,6 +17,10 @@ class FakeStats:
     num_free_blocks: int = 60
     prefix_cache_queries: int = 12
     prefix_cache_hits: int = 9
+    chunk_cache_lookups: int = 20
+    chunk_cache_hits: int = 7
+    chunk_cache_entries: int = 4
+    chunk_cache_bytes: int = 4096
 
 
 def scrape(*collectors: object) -> str:
@@ -33,6 +37,8 @@ def test_engine_gauges_read_the_stats_at_scrape_time() -> None:
     assert "ragjet_engine_num_running 3.0" in text and "ragjet_engine_num_waiting 5.0" in text
     assert "ragjet_engine_num_used_blocks 40.0" in text and "ragjet_engine_num_free_blocks 60.0" in text
     assert "ragjet_prefix_cache_hits_total 9.0" in text and "ragjet_prefix_cache_queries_total 12.0" in text
+    assert "ragjet_chunk_cache_hits_total 7.0" in text and "ragjet_chunk_cache_lookups_total 20.0" in text
+    assert "ragjet_chunk_cache_entries 4.0" in text and "ragjet_chunk_cache_bytes 4096.0" in text
     stats[0] = FakeStats(num_running=0)
     assert "ragjet_engine_num_running 0.0" in scrape(collector)  # a fresh read, not a cached value
 

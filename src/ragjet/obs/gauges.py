@@ -65,12 +65,27 @@ class EngineCollector(Collector):
         hits.add_metric([], getattr(stats, "prefix_cache_hits", 0))
         yield queries
         yield hits
+        yield from _chunk_cache_metrics(stats)
         memory = GaugeMetricFamily("ragjet_engine_memory_bytes", "The engine device's memory split: limit, "
                                    "in use by others, weights, activations, KV cache", labels=["part"])  # fmt: skip
         for part in MEMORY_PARTS:
             if isinstance(value := getattr(stats, "memory", {}).get(part), int):
                 memory.add_metric([part], value)
         yield memory
+
+
+def _chunk_cache_metrics(stats: EngineCounts) -> Iterator[Metric]:
+    """Blend mode's chunk K/V cache (llm.chunk_reuse): lookups and hits (in chunks), entries and bytes held."""
+    lookups = CounterMetricFamily("ragjet_chunk_cache_lookups", "Retrieved chunks looked up in the chunk KV cache")
+    lookups.add_metric([], getattr(stats, "chunk_cache_lookups", 0))
+    hits = CounterMetricFamily("ragjet_chunk_cache_hits", "Retrieved chunks whose K/V the chunk KV cache served")
+    hits.add_metric([], getattr(stats, "chunk_cache_hits", 0))
+    yield lookups
+    yield hits
+    yield GaugeMetricFamily("ragjet_chunk_cache_entries", "Chunks held in the chunk KV cache",
+                            value=getattr(stats, "chunk_cache_entries", 0))  # fmt: skip
+    yield GaugeMetricFamily("ragjet_chunk_cache_bytes", "Host memory the chunk KV cache holds",
+                            value=getattr(stats, "chunk_cache_bytes", 0))  # fmt: skip
 
 
 class GpuCollector(Collector):
