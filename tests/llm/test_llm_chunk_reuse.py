@@ -171,6 +171,31 @@ def test_speculative_decoding_after_a_blend_step_keeps_greedy_tokens(llama: Load
     assert outs[0].num_reused_tokens > 0 and outs[0].token_ids == outs[1].token_ids
 
 
+def test_a_blend_step_batched_with_decodes_leaves_every_sequence_as_it_would_be_alone(llama: LoadedModel) -> None:
+    """A blend prompt admitted while another request decodes: the decode keeps its fast path and its tokens, and
+    the blend prompt gets the tokens it gets alone after the same warm-up."""
+    warm, blended = rag_prompt(["bread", "lens"], "Why?"), rag_prompt(["lens", "bread"], "How does a lens work?")
+    decoding = rag_prompt(["etna"], "What is Etna?")
+    long = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
+
+    def alone(prompt: PromptSegments) -> list[int]:
+        eng = engine(llama)
+        eng.generate([warm], GREEDY)
+        return eng.generate([prompt], long)[0].token_ids
+
+    eng = engine(llama)
+    eng.generate([warm], GREEDY)
+    first = eng.add_request(decoding, long)
+    for _ in range(3):
+        eng.step()  # the first request is decoding now
+    second = eng.add_request(blended, long)
+    final = {}
+    while eng.has_unfinished():
+        final |= {o.request_id: o for o in eng.step() if o.finished}
+    assert final[second].num_reused_tokens > 0
+    assert final[first].token_ids == alone(decoding) and final[second].token_ids == alone(blended)
+
+
 def test_cache_keys_carry_the_model_identity() -> None:
     one, other = ChunkKVCache("model-a", 1 << 20), ChunkKVCache("model-b", 1 << 20)
     one.put([1, 2, 3], "c", "k", "v", 0, 10)

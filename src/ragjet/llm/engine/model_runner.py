@@ -50,7 +50,7 @@ class StepInputs:
     block_tables: list[list[int]] = field(default_factory=list)  # (B, W) padded with 0 to a common width W
     fresh_seqs: list[bool] = field(default_factory=list)  # (B,) nothing of the sequence is cached yet
     num_scored: list[int] = field(default_factory=list)  # (B,) tokens with logits: the last and each draft; 0: a chunk
-    has_gaps: bool = False  # a blend step: some sequence computes positions that are not its last q_len
+    gap_seqs: list[bool] = field(default_factory=list)  # (B,) computes positions other than its last q_len (blend)
 
     @property
     def scored_rows(self) -> list[int]:
@@ -79,7 +79,7 @@ def prepare_step(seqs: list[Sequence], block_size: int) -> StepInputs:
         inputs.q_lens.append(len(positions))
         inputs.context_lens.append(positions[-1] + 1)
         inputs.fresh_seqs.append(start == 0 and not seq.compute_positions)
-        inputs.has_gaps |= bool(seq.compute_positions)
+        inputs.gap_seqs.append(bool(seq.compute_positions))
         inputs.num_scored.append(0 if seq.is_prefill_chunk else 1 + len(seq.draft_ids))
     width = max(len(s.block_table) for s in seqs)
     inputs.block_tables = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
@@ -111,7 +111,8 @@ def to_step_tensors(inputs: StepInputs, device: torch.device) -> StepTensors:
         fresh_seqs=inputs.fresh_seqs,
         query_starts=starts,
         host_context_lens=inputs.context_lens,
-        query_positions=positions if inputs.has_gaps else None,
+        query_positions=positions if any(inputs.gap_seqs) else None,
+        gap_seqs=inputs.gap_seqs if any(inputs.gap_seqs) else None,
     )
     return StepTensors(ids, positions, meta, scored)
 
@@ -147,6 +148,7 @@ def pad_decode(inputs: StepInputs, size: int, width: int, pad_block: int, block_
         block_tables=[t + [0] * (width - len(t)) for t in inputs.block_tables] + [pad_table] * num_pad,
         fresh_seqs=inputs.fresh_seqs + [False] * num_pad,
         num_scored=inputs.num_scored + [1] * num_pad,
+        gap_seqs=inputs.gap_seqs + [False] * num_pad,
     )
 
 

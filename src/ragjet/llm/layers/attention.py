@@ -57,9 +57,10 @@ class AttentionMetadata:
     # leave it out and it is read from context_lens once, here.
     host_context_lens: list[int] = field(default_factory=list)
     # (T,) int64 absolute position of every new token, set only when some sequence's new tokens are not its last
-    # q_len positions (a blend step computes the glue between imported chunks): such a step attends through the
-    # gather + masked SDPA path, the one that masks by explicit positions.
+    # q_len positions (a blend step computes the glue between imported chunks); `gap_seqs` (B,) says which. Those
+    # sequences attend through the gather + masked SDPA path, the one that masks by explicit positions.
     query_positions: torch.Tensor | None = None
+    gap_seqs: list[bool] | None = None
 
     def __post_init__(self) -> None:
         if not self.host_context_lens:
@@ -91,7 +92,8 @@ class StepPlan:
     Fresh prompts (nothing cached) attend causally over their own keys. Sequences with history read the
     pool; on the CPU in two groups: few queries each (decodes, verify steps: the fused kernel, or the
     one-query path) and many (prefill chunks and cache-hit prefills: gather + masked SDPA), so a decode
-    never pads to a long prompt's query count. The Triton kernel (CUDA) takes any mix in one launch.
+    never pads to a long prompt's query count. The Triton kernel (CUDA) takes any mix in one launch. Blend
+    steps' sequences that compute scattered positions are a part of their own, masked by those positions.
     """
 
     # Every sequence takes the same path: the step attends in one call, with no copies (and builds no tensors,
@@ -104,12 +106,13 @@ class StepPlan:
 def plan_step(meta: AttentionMetadata, split_by_queries: bool) -> StepPlan:
     """``split_by_queries``: sequences with few and many queries read the pool by different paths."""
     fresh = meta.fresh_seqs or [False] * meta.num_seqs
-    pooled = [b for b in range(meta.num_seqs) if not fresh[b]]
+    gaps = meta.gap_seqs or [False] * meta.num_seqs
+    pooled = [b for b in range(meta.num_seqs) if not fresh[b] and not gaps[b]]
     groups = [pooled]
     if split_by_queries:
         groups = [[b for b in pooled if meta.q_lens[b] <= KERNEL_MAX_QUERIES],
                   [b for b in pooled if meta.q_lens[b] > KERNEL_MAX_QUERIES]]  # fmt: skip
-    groups = [chosen for chosen in groups if chosen]
+    groups = [chosen for chosen in [*groups, [b for b in range(meta.num_seqs) if gaps[b]]] if chosen]
     if len(groups) == 1 and len(groups[0]) == meta.num_seqs:
         return StepPlan(is_whole=True, fresh_spans=[], pool_parts=[])
     starts = [0, *itertools.accumulate(meta.q_lens)]
@@ -120,12 +123,15 @@ def plan_step(meta: AttentionMetadata, split_by_queries: bool) -> StepPlan:
 def _pool_part(meta: AttentionMetadata, chosen: list[int], starts: list[int]) -> tuple[torch.Tensor, AttentionMetadata]:
     rows = [row for b in chosen for row in range(starts[b], starts[b + 1])]
     index, rows_t = to_device([chosen, rows], meta.context_lens.device)
+    has_gaps = meta.gap_seqs is not None and meta.gap_seqs[chosen[0]]  # a part is all gap sequences or none
     part = AttentionMetadata(
         q_lens=[meta.q_lens[b] for b in chosen],
         context_lens=meta.context_lens.index_select(0, index),
         slot_mapping=meta.slot_mapping.new_empty(0),
         block_tables=meta.block_tables.index_select(0, index),
         host_context_lens=[meta.host_context_lens[b] for b in chosen],
+        query_positions=meta.query_positions.index_select(0, rows_t) if has_gaps else None,  # type: ignore[union-attr]
+        gap_seqs=[True] * len(chosen) if has_gaps else None,
     )
     return rows_t, part
 
@@ -277,8 +283,6 @@ class Attention(nn.Module):
         self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
         if meta.fresh:  # causal attention over each prompt's own keys: no gather, no mask (~1.5x faster)
             return self._uncached(q, k, v, meta)
-        if meta.query_positions is not None:  # every sequence through the path that masks by explicit positions
-            return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
         if meta.plan is None:
             meta.plan = plan_step(meta, split_by_queries=not triton_attention.usable(q))
         plan = meta.plan
