@@ -9,14 +9,12 @@ retrieval overlaps request A's decode.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -26,22 +24,21 @@ from ragjet.cpu_threads import single_threaded_executor
 from ragjet.embed.batcher import BatcherStats, DynamicBatcher
 from ragjet.embed.embedder import Embedder
 from ragjet.embed.onnx_embedder import OnnxOptions
-from ragjet.ingest.chunker import Chunker
 from ragjet.llm.backends import LLMBackend, create_backend
 from ragjet.llm.engine.outputs import EngineStats
 from ragjet.obs.logs import current_request_id
 from ragjet.rag.admission import AdmissionController
 from ragjet.rag.answer_cache import AnswerCache, CacheScope, from_cache
 from ragjet.rag.answering import PreparedRequest, answered, build_answer, sampling_params, validate_options
+from ragjet.rag.collection_admin import CollectionAdmin, require
 from ragjet.rag.collections import CollectionRegistry
 from ragjet.rag.confidence_model import load_confidence_model
 from ragjet.rag.context import choose_context, not_found_answer
 from ragjet.rag.deadline import Deadline
 from ragjet.rag.generation import GenerationTrace, extractive_answer, fallback_reason, stream_generation
-from ragjet.rag.ingestion import IngestReport, ingest_paths
 from ragjet.rag.prompt import PromptBuilder
 from ragjet.rag.review import ReviewQueue
-from ragjet.rag.tenants import DEFAULT_TENANT, validate_tenant
+from ragjet.rag.tenants import DEFAULT_TENANT
 from ragjet.rag.types import (
     Answer,
     AnswerDelta,
@@ -55,7 +52,6 @@ from ragjet.rag.types import (
 )
 from ragjet.retrieve import Retriever, SearchHit
 from ragjet.retrieve.cross_encoder import CrossEncoder
-from ragjet.store import CollectionInfo, DocumentInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +67,7 @@ def decodes_on_cpu(settings: LLMSettings) -> bool:
     return settings.backend == "native" and pick_device(settings.device).type == "cpu"
 
 
-class RagPipeline:
+class RagPipeline(CollectionAdmin):
     """One process-wide pipeline shared by the REST, OpenAI, gRPC and CLI transports.
 
     Errors: an unknown collection raises CollectionNotFoundError, bad options ValueError, an engine
@@ -147,15 +143,15 @@ class RagPipeline:
 
     def batcher_stats(self) -> BatcherStats:
         """Query-embedding batches formed so far (sizes show whether concurrent questions shared forwards)."""
-        return _require(self._batcher).stats
+        return require(self._batcher).stats
 
     def review_queue(self) -> ReviewQueue:
         """Answers flagged for human review (and the resolved ones served in their place)."""
-        return _require(self._review)
+        return require(self._review)
 
     def engine_stats(self) -> EngineStats:
         """The LLM engine's running/waiting sequences and KV blocks, for health checks and tests."""
-        return _require(self._backend).stats()
+        return require(self._backend).stats()
 
     # --- answering -------------------------------------------------------------------------------
 
@@ -192,7 +188,7 @@ class RagPipeline:
                 return
             yield AnswerStart(request.request_id, request.prompt.citations)
             trace = GenerationTrace()
-            backend, params = _require(self._backend), sampling_params(options)
+            backend, params = require(self._backend), sampling_params(options)
             generation = stream_generation(backend, request.prompt.segments(), params, request.deadline, trace,
                                            self.settings.rag.stop_on_repetition)  # fmt: skip
             async with aclosing(generation) as pieces:
@@ -261,7 +257,7 @@ class RagPipeline:
         if context.not_found:
             return answered(not_found_answer(request_id, timings), deadline)
         started = time.perf_counter()
-        prompts = _require(self._prompts)
+        prompts = require(self._prompts)
         prompt = await deadline.run(
             "prompt assembly", asyncio.to_thread(prompts.build, question, context.hits, options.max_tokens, top_k)
         )
@@ -311,7 +307,7 @@ class RagPipeline:
         return await self._search(retriever, query, vector, top_k, filters, deadline, timings)
 
     async def _embed_query(self, query: str, deadline: Deadline, timings: StageTimings) -> np.ndarray:
-        batcher = _require(self._batcher)
+        batcher = require(self._batcher)
         started = time.perf_counter()
         vector = await deadline.run("query embedding", batcher.embed(query))
         timings.embed_ms = (time.perf_counter() - started) * 1e3
@@ -337,67 +333,9 @@ class RagPipeline:
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """(N, dim) float32 embeddings; each text joins the dynamic batcher like a query does."""
-        batcher = _require(self._batcher)
+        batcher = require(self._batcher)
         vectors = await asyncio.gather(*(batcher.embed(t) for t in texts))
-        return np.stack(vectors) if vectors else np.zeros((0, _require(self._embedder).dim), np.float32)
-
-    # --- collections -----------------------------------------------------------------------------
-
-    def collections(self, tenant: str = DEFAULT_TENANT) -> CollectionRegistry:
-        """The tenant's collections; a tenant never sees another's (separate folders, separate registries)."""
-        registry = self._registries.get(tenant)
-        if registry is None:
-            root = None if tenant == DEFAULT_TENANT else self.settings.tenants_dir / validate_tenant(tenant)
-            registry = self._registries.setdefault(tenant, CollectionRegistry(self.settings, root))
-            registry.embedder, registry.cross_encoder = self._embedder, self._cross_encoder
-        return registry
-
-    async def list_collections(self, tenant: str = DEFAULT_TENANT) -> list[CollectionInfo]:
-        return await asyncio.to_thread(self.collections(tenant).infos)  # reads every collection's store
-
-    async def create_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionInfo:
-        return await self._write(self.collections(tenant).create, name)
-
-    async def delete_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
-        """CollectionBusyError while an ingest writes `name`: a delete never waits behind one."""
-        await self._write(self.collections(tenant).delete, name)
-
-    async def documents(self, collection: str, tenant: str = DEFAULT_TENANT) -> list[DocumentInfo]:
-        return await asyncio.to_thread(self.collections(tenant).documents, collection)
-
-    async def delete_document(self, collection: str, source: str, tenant: str = DEFAULT_TENANT) -> bool:
-        """False when the collection holds no such document; CollectionBusyError while an ingest writes it."""
-        return await self._write(self.collections(tenant).delete_document, collection, source)
-
-    async def ingest(
-        self, collection: str, paths: list[Path], progress: bool = False, tenant: str = DEFAULT_TENANT
-    ) -> IngestReport:
-        """Load, chunk, embed and store `paths` in a writer thread; creates the collection if missing."""
-        embedder = _require(self._embedder)
-        chunk = self.settings.chunk
-        chunker = Chunker(embedder.tokenizer, max_tokens=chunk.max_tokens, overlap_tokens=chunk.overlap_tokens)
-        registry = self.collections(tenant)
-
-        def run() -> IngestReport:
-            with registry.writing(collection) as store:
-                return ingest_paths(store, paths, embedder, chunker, progress=progress)
-
-        return await self._write(run)
-
-    def check_writable(self) -> None:
-        """PermissionError on a server whose collections another process publishes (serve.read_only)."""
-        if self.settings.serve.read_only:
-            raise PermissionError("this server is read-only (serve.read_only): its collections are published by "
-                                  "another process, e.g. the ingest Job")  # fmt: skip
-
-    async def _write(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a collection write on the writer pool: a long ingest (or one waiting for its collection's
-        writer lock) never holds a thread that retrieval and prompt assembly need. PermissionError on a
-        read-only server (serve.read_only)."""
-        self.check_writable()
-        if self._writes is None:
-            self._writes = ThreadPoolExecutor(thread_name_prefix="ragjet-writer")
-        return await asyncio.get_running_loop().run_in_executor(self._writes, functools.partial(fn, *args))
+        return np.stack(vectors) if vectors else np.zeros((0, require(self._embedder).dim), np.float32)
 
 
 def load_embedder(settings: Settings, single_threaded: bool) -> Embedder:
@@ -414,9 +352,3 @@ def load_cross_encoder(settings: Settings) -> CrossEncoder | None:
     if not retrieve.cross_encoder_model:
         raise ValueError("retrieve.rerank = 'cross-encoder' needs retrieve.cross_encoder_model (a local directory)")
     return CrossEncoder.load(retrieve.cross_encoder_model, device=settings.embed.device)
-
-
-def _require(component: T | None) -> T:
-    if component is None:
-        raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
-    return component
