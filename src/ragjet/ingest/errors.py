@@ -15,3 +15,7 @@ class IngestError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[IngestError], tuple[str, str]]:
+        """Picklable as itself: a Ray Data ingest reports a worker's bad file on the driver (rag/ray_stages.py)."""
+        return IngestError, (self.path, self.reason)

@@ -37,12 +37,18 @@ class IngestReport:
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """What a run has done so far; the local and the Ray Data ingest (rag/ray_ingest.py) count alike."""
+
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     chunks: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def report(self, started: float) -> IngestReport:
+        return IngestReport(self.added, self.updated, self.unchanged, len(self.errors), self.chunks, self.errors,
+                            time.perf_counter() - started)  # fmt: skip
 
 
 def ingest_paths(
@@ -62,7 +68,7 @@ def ingest_paths(
     """
     started = time.perf_counter()
     collection.check_embedder(embedder.model_id, embedder.dim)
-    tally = _Tally()
+    tally = Tally()
     pending: Pending = []
 
     def skip(error: IngestError) -> None:
@@ -84,26 +90,31 @@ def ingest_paths(
                 _store(collection, embedder, pending, tally)
         _store(collection, embedder, pending, tally)
         bar.update(task, completed=bar.tasks[0].total)
-    return IngestReport(tally.added, tally.updated, tally.unchanged, len(tally.errors), tally.chunks, tally.errors,
-                        time.perf_counter() - started)  # fmt: skip
+    return tally.report(started)
 
 
 Pending = list[tuple[Document, list[Chunk]]]
 
 
-def _store(collection: AnyCollection, embedder: Embedder, pending: Pending, tally: _Tally) -> None:
+def _store(collection: AnyCollection, embedder: Embedder, pending: Pending, tally: Tally) -> None:
     """Embed every pending chunk in one call, then write each document in its own transaction."""
     if not pending:
         return
     vectors = embedder.embed([c.text for _, chunks in pending for c in chunks])
     offsets = np.cumsum([0, *(len(chunks) for _, chunks in pending)])
     for (doc, chunks), start, end in zip(pending, offsets[:-1], offsets[1:], strict=True):
-        is_update = collection.content_hash(doc.source) is not None
-        collection.put_document(doc, chunks, vectors[start:end])
-        tally.updated += is_update
-        tally.added += not is_update
-        tally.chunks += len(chunks)
+        store_document(collection, doc, chunks, vectors[start:end], tally)
     pending.clear()
+
+
+def store_document(collection: AnyCollection, doc: Document, chunks: list[Chunk], vectors: np.ndarray,
+                   tally: Tally) -> None:  # fmt: skip
+    """Put one document in its own transaction (a crash keeps every document stored before it) and count it."""
+    is_update = collection.content_hash(doc.source) is not None
+    collection.put_document(doc, chunks, vectors)
+    tally.updated += is_update
+    tally.added += not is_update
+    tally.chunks += len(chunks)
 
 
 def _count_files(paths: list[Path]) -> int | None:

@@ -132,6 +132,23 @@ def load_documents(
         IngestError: with on_error="raise", the first problem met.
         ValueError: an unknown `on_error`.
     """
+    for path in files_to_load(paths, on_error=on_error, on_skip=on_skip):
+        try:
+            document = load_document(path)
+        except IngestError as exc:
+            _handle(exc, on_error, on_skip)
+            continue
+        yield document
+
+
+def files_to_load(
+    paths: Iterable[Path | str],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    on_skip: Callable[[IngestError], None] | None = None,
+) -> Iterator[Path]:
+    """The files `load_documents` loads, in its order, without reading them: a distributed ingest lists them on
+    its driver and loads them in workers. A missing path or an empty folder is handled as `on_error` says."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     for given in paths:
@@ -140,13 +157,7 @@ def load_documents(
         except IngestError as exc:
             _handle(exc, on_error, on_skip)
             continue
-        for path in files:
-            try:
-                document = load_document(path)
-            except IngestError as exc:
-                _handle(exc, on_error, on_skip)
-                continue
-            yield document
+        yield from files
 
 
 def _handle(exc: IngestError, on_error: str, on_skip: Callable[[IngestError], None] | None) -> None:
