@@ -8,6 +8,10 @@ Half of them are asked by 1 client, the other half by 16 concurrent clients (so 
 asked before). The answer cache is off. Quality: answer-contained and token F1 against the gold answers, and
 how many answers are word for word the full-prefill ones.
 
+Then TTFT where every chunk of a prompt was seen before, at engine level: prompts of 5 demo-corpus chunks, asked once,
+then again with the chunks in another order (another first chunk, so exact prefix caching hits only the system
+prompt) and another question: full prefill against blend, same prompts, same run.
+
 Then the chunk cache over a stream of 1,000 fresh questions (retrieval only, the real cache class with each chunk's
 real K/V size): does its hit rate hold, or decay as the stream moves across topics?
 """
@@ -23,17 +27,23 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from benchmarks.e2e import candidate_questions
 from benchmarks.report import BenchRow, machine_description
-from ragjet.config import load_settings
+from ragjet.config import Settings, load_settings
 from ragjet.eval.datasets import EvalQuery, load_dataset
 from ragjet.eval.metrics import answer_contained, token_f1
-from ragjet.ingest.demo import write_demo_corpus
+from ragjet.ingest.demo import demo_documents, write_demo_corpus
+from ragjet.llm.backends.native import engine_config, load_rank
 from ragjet.llm.engine.chunk_cache import ChunkKVCache
+from ragjet.llm.engine.llm_engine import LLMEngine
 from ragjet.llm.loaders import load_model
 from ragjet.llm.quantize import compute_dtype
+from ragjet.llm.sampling_params import SamplingParams
+from ragjet.llm.segments import PromptSegments, split_at_chunks
 from ragjet.rag.pipeline import RagPipeline
-from ragjet.rag.prompt import CITATION_PATTERN
+from ragjet.rag.prompt import CITATION_PATTERN, user_message
 from ragjet.rag.types import Answer, AskOptions
 
 TITLE = "Chunk-KV reuse (blend) vs full prefill, fresh questions over the demo corpus"
@@ -198,6 +208,41 @@ def stream_questions() -> list[str]:
     return pool[:STREAM_LENGTH]
 
 
+def seen_before_ttft(num_prompts: int) -> list[BenchRow]:
+    """TTFT (a one-token generation) of prompts whose every chunk was seen before, full prefill vs blend."""
+    texts = [s.text.strip()[:1000] for d in demo_documents() for s in d.sections if len(s.text) > 1000]
+    rng = random.Random(0)
+    sets = [rng.sample(range(len(texts)), 5) for _ in range(num_prompts)]
+    settings = load_settings()
+    timings: dict[str, list[float]] = {}
+    for mode in ("exact", "blend"):
+        llm = settings.llm.model_copy(update={"chunk_reuse": mode})
+        engine = LLMEngine(load_rank(llm, torch.device("cpu"), 0), engine_config(llm))
+        one = SamplingParams(temperature=0.0, max_tokens=1)
+        for chosen in sets:
+            engine.generate([rag_prompt(engine, settings, texts, chosen, "What does source 1 say?")], one)
+        timings[mode] = []
+        for chosen in sets:
+            prompt = rag_prompt(engine, settings, texts, chosen[1:] + chosen[:1], "Which rule does source 2 state?")
+            started = time.perf_counter()
+            engine.generate([prompt], one)
+            timings[mode].append((time.perf_counter() - started) * 1e3)
+    case = f"{num_prompts} prompts of 5 chunks, every chunk seen before (engine level)"
+    return [BenchRow(SUITE, case, f"{name} TTFT, blend", pct(timings["blend"], q), "ms", peer="full prefill",
+                     peer_value=pct(timings["exact"], q), higher_is_better=False)
+            for q, name in ((0.5, "p50"), (0.99, "p99"))]  # fmt: skip
+
+
+def rag_prompt(engine: LLMEngine, settings: Settings, texts: list[str], chosen: list[int], question: str
+               ) -> PromptSegments:  # fmt: skip
+    """The prompt the RAG layer would build for these chunks (numbered sources under the system prompt)."""
+    blocks = [f"[{n}] pydoc://chunk-{i}\n{texts[i]}" for n, i in enumerate(chosen, 1)]
+    messages = [{"role": "system", "content": settings.rag.system_prompt},
+                {"role": "user", "content": user_message(question, blocks)}]  # fmt: skip
+    text = engine.tokenizer.apply_chat_template(messages)
+    return split_at_chunks(text, [(f"chunk-{i}", texts[i]) for i in chosen])
+
+
 def stream_rows(results: list[tuple[float, list[float], int]]) -> list[BenchRow]:
     rows = []
     for budget, rates, num_bytes in results:
@@ -216,10 +261,11 @@ def run(quick: bool) -> tuple[list[BenchRow], str]:
         asyncio.run(ingest(data_dir))
         runs = {label: asyncio.run(run_config(data_dir, overrides, questions)) for label, overrides in CONFIGS.items()}
         stream = asyncio.run(stream_hit_rates(data_dir, (0.25, 1.0)))
+    seen = seen_before_ttft(4 if quick else 30)
     base = runs["full prefill"]
     rows = [row for label, r in runs.items() if label != "full prefill" for row in latency_rows(label, r, base)]
     rows += [row for label, r in runs.items() if label != "full prefill" for row in quality_rows(label, r, base)]
-    rows += stream_rows(stream)
+    rows += seen + stream_rows(stream)
     blend = runs["blend"].stats
     notes = (
         f"Machine: {machine_description()}. Collection: the demo corpus; {len(questions[0])} warm-up questions (the "

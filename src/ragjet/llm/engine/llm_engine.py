@@ -163,7 +163,7 @@ class LLMEngine:
             self._generators.pop(request_id, None)
 
     def generate(
-        self, prompts: list[str | list[int]], params: SamplingParams | list[SamplingParams], progress: bool = False
+        self, prompts: list[EnginePrompt], params: SamplingParams | list[SamplingParams], progress: bool = False
     ) -> list[RequestOutput]:
         """Run prompts to completion together (continuous batching); final outputs in input order."""
         all_params = params if isinstance(params, list) else [params] * len(prompts)
