@@ -56,6 +56,10 @@ class EmbedSettings(Section):
     int8_scheme: Literal["static", "dynamic"] = Field(
         "static", description="int8 only: static (activation scales calibrated on 1,024 chunks) or dynamic"
     )
+    calibration_collection: str = Field(
+        "", description="int8 static: calibrate on this collection's own chunks (1,024 spread over its first "
+        "8,192; it needs 1,024); empty: on the demo corpus's chunks",
+    )
     batch_size: int = Field(64, ge=1, le=4096)
     max_wait_ms: float = Field(2.0, ge=0, description="dynamic batcher: longest wait to fill a batch")
 

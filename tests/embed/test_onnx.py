@@ -174,3 +174,18 @@ def test_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     with pytest.raises(ImportError, match=r"pip install 'ragjet\[onnx\]'"):
         onnx_embedder(MINILM, tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_models_calibrated_on_other_chunks_are_cached_apart(calibration: tuple[str, ...]) -> None:
+    """A collection's own chunks name their INT8 model (a digest in the cache key); the demo fallback and the
+    dynamic scheme, which calibrate on nothing given, keep one name each."""
+    from ragjet.embed.onnx_build import int8_variant
+    from ragjet.embed.onnx_quant import Calibration
+
+    tokenizer = Tokenizer.from_file(str(resolve_model(MINILM) / "tokenizer.json"))
+    static, dynamic = OnnxOptions(int8_scheme="static"), OnnxOptions(int8_scheme="dynamic")
+    ours, theirs = Calibration(tokenizer, 256, calibration), Calibration(tokenizer, 256, calibration[::-1])
+    assert int8_variant(static, ours).startswith("int8-static-")
+    assert int8_variant(static, ours) != int8_variant(static, theirs)
+    assert int8_variant(static, Calibration(tokenizer, 256, calibration[:10])) == "int8-static"  # too few: demo
+    assert int8_variant(dynamic, ours) == "int8-dynamic"

@@ -25,7 +25,13 @@ def build_model(source: Path, model_id: str, options: OnnxOptions, calibration: 
     def quantize(out: Path) -> dict[str, Any]:
         return quantize_int8(fp32, out, options.int8_scheme, calibration, intermediate_size)
 
-    return cached_model(options.cache_dir, CacheKey(model_id, OPSET, f"int8-{options.int8_scheme}"), quantize)
+    return cached_model(options.cache_dir, CacheKey(model_id, OPSET, int8_variant(options, calibration)), quantize)
+
+
+def int8_variant(options: OnnxOptions, calibration: Calibration) -> str:
+    """int8-dynamic, or int8-static plus the calibration set's tag: a model calibrated on other chunks is another."""
+    tag = calibration.tag if options.int8_scheme == "static" else ""
+    return f"int8-{options.int8_scheme}" + (f"-{tag}" if tag else "")
 
 
 def _export(source: Path, out: Path) -> dict[str, Any]:

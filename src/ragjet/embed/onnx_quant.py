@@ -20,6 +20,7 @@ lost none on either set. Dynamic stays selectable where speed matters more than 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +39,10 @@ from onnxruntime.quantization import (
 from rich.progress import Progress, TaskID
 from tokenizers import Tokenizer
 
-from ragjet.embed.embedder import Int8Scheme, pad
+from ragjet.embed.embedder import NUM_CALIBRATION_CHUNKS, Int8Scheme, pad
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.demo import demo_documents
 
-NUM_CALIBRATION_CHUNKS = 1024
 FALLBACK_CHUNK_TOKENS = 128  # the demo corpus makes ~650 chunks of 256 tokens, ~1,300 of 128
 CALIBRATION_BATCH = 32
 
@@ -52,6 +52,13 @@ class Calibration:
     tokenizer: Tokenizer  # the embedder's, as loaded
     max_seq_len: int  # chunks are truncated here, as the embedder truncates them
     texts: Sequence[str] = ()  # the collection's chunks; fewer than NUM_CALIBRATION_CHUNKS: the demo corpus's
+
+    @property
+    def tag(self) -> str:
+        """Names the calibration set in the cache key: a digest of the given chunks, "" for the demo corpus's."""
+        if len(self.texts) < NUM_CALIBRATION_CHUNKS:
+            return ""
+        return hashlib.blake2b("\x00".join(self.texts).encode(), digest_size=5).hexdigest()
 
 
 class ChunkReader(CalibrationDataReader):

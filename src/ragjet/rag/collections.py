@@ -105,6 +105,16 @@ class CollectionRegistry:
             self._forget(name)
         return info
 
+    def chunk_texts(self, name: str, limit: int) -> list[str]:
+        """Up to `limit` of `name`'s chunk texts, by chunk id within each shard (what INT8 calibration reads)."""
+        texts: list[str] = []
+        for shard in self._collection(name).shards.values():
+            for _, _, batch in shard.store.iter_chunks():
+                texts += batch[: limit - len(texts)]
+                if len(texts) >= limit:
+                    return texts
+        return texts
+
     def documents(self, name: str) -> list[DocumentInfo]:
         return self._collection(name).documents()
 

@@ -22,7 +22,7 @@ import numpy as np
 from ragjet.config import LLMSettings, Settings
 from ragjet.cpu_threads import single_threaded_executor
 from ragjet.embed.batcher import BatcherStats, DynamicBatcher
-from ragjet.embed.embedder import Embedder
+from ragjet.embed.embedder import NUM_CALIBRATION_CHUNKS, Embedder
 from ragjet.embed.onnx_embedder import OnnxOptions
 from ragjet.llm.backends import LLMBackend, create_backend
 from ragjet.llm.engine.outputs import EngineStats
@@ -52,11 +52,13 @@ from ragjet.rag.types import (
 )
 from ragjet.retrieve import Retriever, SearchHit
 from ragjet.retrieve.cross_encoder import CrossEncoder
+from ragjet.store.errors import CollectionError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEDUP_SLACK = 2  # extra hits fetched so that dropping near-duplicates still leaves top_k sources
+CALIBRATION_READ = 8192  # chunks of embed.calibration_collection read; calibration spreads its picks over them
 
 
 def decodes_on_cpu(settings: LLMSettings) -> bool:
@@ -341,8 +343,25 @@ class RagPipeline(CollectionAdmin):
 def load_embedder(settings: Settings, single_threaded: bool) -> Embedder:
     """The embedder the settings name; an ONNX one runs on one thread where torch's helpers do (cpu_threads.py)."""
     embed = settings.embed
-    onnx = OnnxOptions(settings.cache_dir / "embed", embed.int8_scheme, num_threads=1 if single_threaded else None)
+    texts = calibration_texts(settings) if embed.precision == "int8" else ()
+    onnx = OnnxOptions(settings.cache_dir / "embed", embed.int8_scheme, texts, 1 if single_threaded else None)
     return Embedder.load(embed.model, embed.device, embed.precision, embed.backend, onnx)
+
+
+def calibration_texts(settings: Settings) -> tuple[str, ...]:
+    """embed.calibration_collection's chunks for INT8 calibration (none named: the demo corpus's). ValueError naming
+    the setting when the collection cannot be read or holds too few chunks to calibrate on."""
+    name = settings.embed.calibration_collection
+    if not name:
+        return ()
+    try:
+        texts = CollectionRegistry(settings).chunk_texts(name, CALIBRATION_READ)
+    except (CollectionError, ValueError) as exc:
+        raise ValueError(f"embed.calibration_collection {name!r}: {exc}") from exc
+    if len(texts) < NUM_CALIBRATION_CHUNKS:
+        raise ValueError(f"embed.calibration_collection {name!r} holds {len(texts)} chunks; INT8 calibration needs "
+                         f"{NUM_CALIBRATION_CHUNKS}")  # fmt: skip
+    return tuple(texts)
 
 
 def load_cross_encoder(settings: Settings) -> CrossEncoder | None:
