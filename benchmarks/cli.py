@@ -16,7 +16,19 @@ from benchmarks.contention import contention_note, others_share, sample
 from benchmarks.report import markdown_table, write_suite
 
 # Each suite module exposes TITLE and run(quick) -> (rows, notes).
-SUITES = ("embed", "embed_backends", "search", "ingest", "llm", "e2e", "profile", "quality", "kv_reuse", "ray_serve")
+SUITES = (
+    "embed",
+    "embed_backends",
+    "search",
+    "shards",
+    "ingest",
+    "llm",
+    "e2e",
+    "profile",
+    "quality",
+    "kv_reuse",
+    "ray_serve",
+)
 
 app = typer.Typer(add_completion=False)
 
