@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from ragjet.rag.prompt import (
@@ -15,20 +13,10 @@ from ragjet.rag.prompt import (
     dedupe,
     mark_cited,
 )
+from support.hits import Hit
 
 SYSTEM = "Answer only from the numbered sources and cite them as [n]."
 QUESTION = "Who designed the Fresnel lens?"
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: str
-    text: str
-    score: float
-    source: str = "doc.md"
-    title: str = "Doc"
-    heading: str = ""
-    page: int | None = None
 
 
 def sentence_hits(n: int, words: int = 60) -> list[Hit]:

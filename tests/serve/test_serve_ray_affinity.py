@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import pytest
 
@@ -11,19 +10,9 @@ pytest.importorskip("ray.serve", reason="Ray Serve is the optional extra ragjet[
 
 from ragjet.rag.prompt import PromptBuilder
 from ragjet.serve.rayserve.affinity import affinity_key, rank_replicas
+from support.hits import Hit
 
 SYSTEM = "Answer only from the numbered sources and cite them as [n]."
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: str
-    text: str
-    score: float
-    source: str = "doc.md"
-    title: str = "Doc"
-    heading: str = ""
-    page: int | None = None
 
 
 FRESNEL = Hit("a", "Fresnel designed the lens in 1822.", 0.9, source="lighthouse.md")

@@ -39,6 +39,20 @@ CHUNKS_DB, VECTORS, BM25, LOCK = "chunks.db", "vectors.index", "bm25", "write.lo
 REBUILD_GROWTH = 2.0  # an ANN index is retrained once the collection has grown this much since it was built
 
 
+@contextmanager
+def staged_folder(root: Path, name: str) -> Iterator[Path]:
+    """A folder to build collection `name` in, renamed into place when the block ends without an error: a
+    collection appears whole or not at all. CollectionError when `name` exists."""
+    folder = collection_dir(root, name)
+    if folder.exists():
+        raise CollectionError(f"collection {name!r} already exists")
+    staging = root / f".{name}.creating"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a create that crashed
+    staging.mkdir(parents=True)
+    yield staging
+    staging.rename(folder)
+
+
 def collection_dir(root: Path, name: str) -> Path:
     if not NAME.fullmatch(name):
         raise CollectionError(f"invalid collection name {name!r}: use 1-64 letters, digits, '_' or '-'")
@@ -75,20 +89,14 @@ class Collection:
     def create(
         cls, root: Path, name: str, embedder_id: str, dim: int, index_params: IndexParams, device: str = "auto"
     ) -> Collection:
-        folder = collection_dir(root, name)
-        if folder.exists():
-            raise CollectionError(f"collection {name!r} already exists")
-        staging = root / f".{name}.creating"
-        shutil.rmtree(staging, ignore_errors=True)  # left by a create that crashed
-        staging.mkdir(parents=True)
-        meta = {"embedder_id": embedder_id, "dim": dim, "index": index_params.to_dict(),
-                "created_at": time.time(), "format_version": FORMAT_VERSION}  # fmt: skip
-        ChunkStore.create(staging / CHUNKS_DB, meta).close()
-        collection = cls(staging, ChunkStore(staging / CHUNKS_DB), device)
-        collection._index, collection._bm25 = build_index(index_params, dim, device), BM25Index()
-        collection._save_derived()
-        collection.store.close()
-        staging.rename(folder)  # the collection appears whole or not at all
+        with staged_folder(root, name) as staging:
+            meta = {"embedder_id": embedder_id, "dim": dim, "index": index_params.to_dict(),
+                    "created_at": time.time(), "format_version": FORMAT_VERSION}  # fmt: skip
+            ChunkStore.create(staging / CHUNKS_DB, meta).close()
+            collection = cls(staging, ChunkStore(staging / CHUNKS_DB), device)
+            collection._index, collection._bm25 = build_index(index_params, dim, device), BM25Index()
+            collection._save_derived()
+            collection.store.close()
         return cls.open(root, name, device)
 
     @classmethod

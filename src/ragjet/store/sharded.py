@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -32,7 +31,7 @@ import numpy as np
 from ragjet.atomic import atomic_write
 from ragjet.index import IndexParams
 from ragjet.ingest.document import Chunk, Document
-from ragjet.store.collection import CHUNKS_DB, Collection, check_embedder, collection_dir
+from ragjet.store.collection import CHUNKS_DB, Collection, check_embedder, collection_dir, staged_folder
 from ragjet.store.errors import CollectionError, CollectionNotFoundError
 from ragjet.store.manifest import FORMAT_VERSION
 from ragjet.store.types import CollectionInfo, DocumentInfo
@@ -97,17 +96,11 @@ class ShardedCollection:
     def create(
         cls, root: Path, name: str, embedder_id: str, dim: int, index_params: IndexParams, device: str = "auto"
     ) -> ShardedCollection:
-        folder = collection_dir(root, name)
-        if folder.exists():
-            raise CollectionError(f"collection {name!r} already exists")
-        staging = root / f".{name}.creating"
-        shutil.rmtree(staging, ignore_errors=True)  # left by a create that crashed
-        staging.mkdir(parents=True)
-        for shard in range(index_params.num_shards):
-            Collection.create(staging, shard_name(shard), embedder_id, dim, index_params, device).store.close()
-        ShardLayout(FORMAT_VERSION, index_params.num_shards, embedder_id, dim, index_params.to_dict(),
-                    time.time()).write(staging)  # fmt: skip
-        staging.rename(folder)  # the collection appears whole or not at all
+        with staged_folder(root, name) as staging:
+            for shard in range(index_params.num_shards):
+                Collection.create(staging, shard_name(shard), embedder_id, dim, index_params, device).store.close()
+            ShardLayout(FORMAT_VERSION, index_params.num_shards, embedder_id, dim, index_params.to_dict(),
+                        time.time()).write(staging)  # fmt: skip
         return cls.open(root, name, device)
 
     @classmethod
