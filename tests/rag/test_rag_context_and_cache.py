@@ -84,6 +84,10 @@ async def test_a_repeated_question_is_answered_from_the_cache_until_the_collecti
     pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(pipeline, "answers", AnswerCache(max_entries=64, similarity=0.97))  # off for other tests
+    # The tiny random model's answers are all low-confidence, and answers sent to review are never cached
+    # (test_only_answers_worth_repeating_are_cached): here nothing goes to review.
+    rag = pipeline.settings.rag.model_copy(update={"review_threshold": 0.0})
+    monkeypatch.setattr(pipeline, "settings", pipeline.settings.model_copy(update={"rag": rag}))
     options = AskOptions(collection=COLLECTION, max_tokens=8)
     first = await pipeline.ask(QUESTION, options)
     again = await pipeline.ask(QUESTION, options)
