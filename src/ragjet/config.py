@@ -178,7 +178,7 @@ class RagSettings(Section):
         description="adaptive: the prompt keeps the retrieved chunks scoring within context_score_gap of the best "
         "(fewer prompt tokens: faster, and less to confuse a small model); fixed: always top_k chunks",
     )
-    context_score_gap: float = Field(0.2, ge=0, le=2, description="adaptive: how far below the best chunk's "
+    context_score_gap: float = Field(0.03, ge=0, le=2, description="adaptive: how far below the best chunk's "
                                      "cosine similarity a chunk may score and still go into the prompt")  # fmt: skip
     not_found_below: float = Field(
         0.2, ge=-1, le=1, description="adaptive: when no chunk's cosine similarity reaches this, the answer is "

@@ -23,7 +23,10 @@ def hit(rank: int, dense: float | None) -> SearchHit:
 
 def test_adaptive_context_keeps_chunks_near_the_best_and_fixed_keeps_all() -> None:
     hits = [hit(1, 0.62), hit(2, 0.55), hit(3, 0.43), hit(4, 0.41), hit(5, 0.2)]
-    assert [h.rank for h in choose_context(hits, RagSettings()).hits] == [1, 2, 3]  # within 0.2 of 0.62
+    assert [h.rank for h in choose_context(hits, RagSettings(context_score_gap=0.2)).hits] == [1, 2, 3]  # 0.42+
+    assert [h.rank for h in choose_context(hits, RagSettings()).hits] == [1]  # default 0.03: none close enough
+    close = [hit(1, 0.62), hit(2, 0.60), hit(3, 0.58)]
+    assert [h.rank for h in choose_context(close, RagSettings()).hits] == [1, 2]  # 0.60 is within 0.03 of 0.62
     assert choose_context(hits, RagSettings(context="fixed")).hits == hits
     assert [h.rank for h in choose_context(hits, RagSettings(context_score_gap=0.0)).hits] == [1]
 
