@@ -223,13 +223,20 @@ class RaySettings(Section):
     """`ragjet serve --ray`: the ingress (HTTP, retrieval) and generation deployments of the Ray Serve app."""
 
     app_name: str = Field("ragjet", min_length=1, description="the Ray Serve application's name")
-    num_ingress_replicas: int = Field(1, ge=1, description="ingress replicas: HTTP routes, embedding, retrieval")
+    num_ingress_replicas: int = Field(
+        1, ge=1, description="ingress replicas at start (HTTP routes, embedding, retrieval; the autoscaling floor)"
+    )
+    max_ingress_replicas: int = Field(
+        1, ge=1, description="ingress autoscaling ceiling; above num_ingress_replicas Ray scales on ongoing requests"
+    )
     ingress_num_cpus: float = Field(1.0, ge=0, description="CPUs Ray reserves for each ingress replica")
     num_generation_replicas: int = Field(1, ge=1, description="generation replicas at start (the autoscaling floor)")
     max_generation_replicas: int = Field(
         1, ge=1, description="autoscaling ceiling; above num_generation_replicas Ray scales on ongoing requests"
     )
-    target_ongoing_requests: float = Field(8.0, gt=0, description="autoscaling target: requests per generation replica")
+    target_ongoing_requests: float = Field(
+        8.0, gt=0, description="autoscaling target: ongoing requests per replica, generation and ingress alike"
+    )
     max_ongoing_requests: int = Field(
         32, ge=1, description="requests one generation replica is sent at once; past it the router picks the next one"
     )
@@ -245,11 +252,20 @@ class RaySettings(Section):
     max_resumes: int = Field(
         1, ge=0, description="times a stream cut off by a dying generation replica is resumed on another one"
     )
+    stream_interval_ms: float = Field(
+        50.0, ge=0, description="tokens a generation replica makes within this long travel as one message (the first "
+        "and last are never held); 0: merged only when they queue up in the replica",
+    )
+    connect_timeout_s: float = Field(
+        30.0, gt=0, description="how long `ragjet serve --ray --ray-address` waits for the cluster before exiting"
+    )
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> RaySettings:
         if self.max_generation_replicas < self.num_generation_replicas:
             raise ValueError("ray.max_generation_replicas must be at least ray.num_generation_replicas")
+        if self.max_ingress_replicas < self.num_ingress_replicas:
+            raise ValueError("ray.max_ingress_replicas must be at least ray.num_ingress_replicas")
         return self
 
 

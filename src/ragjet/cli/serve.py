@@ -74,9 +74,10 @@ def print_banner(settings: Settings) -> None:
     )
 
 
-def serve_on_ray(settings: Settings) -> None:
-    """The Ray Serve application (ingress + generation deployments, the `ray` settings) on the cluster RAY_ADDRESS
-    names, or on a local one; HTTP only (no gRPC). Blocks until interrupted, then stops the application."""
+def serve_on_ray(settings: Settings, address: str | None) -> None:
+    """The Ray Serve application (ingress + generation deployments, the `ray` settings) on the cluster at `address`,
+    or on a local one; HTTP only (no gRPC). Blocks until interrupted, then stops the application. A cluster that
+    does not answer within `ray.connect_timeout_s` is one red line and exit 2."""
     from ragjet.serve.rayserve import require_ray
 
     try:
@@ -84,13 +85,17 @@ def serve_on_ray(settings: Settings) -> None:
     except ImportError as exc:
         console.print(f"[red]{escape(str(exc))}[/]")  # the message's [ray] is an extra, not markup
         raise typer.Exit(2) from None
-    import ray
     from ray import serve
 
     from ragjet.serve.rayserve.app import build_app
+    from ragjet.serve.rayserve.cluster import ClusterUnreachableError, join_cluster
 
     configure_logging(settings.serve.log_level, settings.serve.log_json)
-    ray.init()
+    try:
+        join_cluster(address, settings.ray.connect_timeout_s)
+    except ClusterUnreachableError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)  # one line, however long the address
+        raise typer.Exit(2) from None
     serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
     serve.run(build_app(settings), name=settings.ray.app_name, route_prefix="/", blocking=True)
 
@@ -103,13 +108,16 @@ def serve(
     on_ray: bool = typer.Option(
         False, "--ray", help="serve as a Ray Serve application (HTTP only; see the `ray` settings; ragjet[ray])"
     ),
+    ray_address: str = typer.Option(
+        None, envvar="RAY_ADDRESS", help="with --ray: the cluster to join (default: a local Ray instance)"
+    ),
 ) -> None:
     """Serve the API, the OpenAI-compatible routes, the web UI and gRPC."""
     settings = startup_settings()
     overrides = {k: v for k, v in {"host": host, "port": port, "grpc_port": grpc_port}.items() if v is not None}
     settings.serve = settings.serve.model_copy(update=overrides)
     if on_ray:
-        serve_on_ray(settings)
+        serve_on_ray(settings, ray_address)
         return
     print_banner(settings)
     asyncio.run(serve_forever(settings))

@@ -5,7 +5,8 @@ a pipeline whose generator is the generation deployment; it embeds questions and
 because the prompt needs the hits and both take milliseconds, less than a hop would add. Its replicas are CPU
 replicas that each open the collections (read-only with `serve.read_only`, the setting for replicas that another
 process publishes to). The generation deployment holds the native engine, one per replica, with GPUs where the
-cluster has them, scaled by Ray on ongoing requests and routed by chunk affinity (`affinity.py`).
+cluster has them, routed by chunk affinity (`affinity.py`). Both are scaled by Ray on ongoing requests between their
+`ray.num_*` and `ray.max_*` replica counts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from ragjet.config import LLMSettings, Settings, load_settings
+from ragjet.config import LLMSettings, RaySettings, Settings, load_settings
 from ragjet.rag.pipeline import RagPipeline
 from ragjet.serve.app import create_app
 from ragjet.serve.rayserve.affinity import ChunkAffinityRouter
@@ -53,27 +54,26 @@ def build_app(settings: Settings) -> Application:
         max_ongoing_requests=ray_settings.max_ongoing_requests,
         request_router_config={} if router is None else {"request_router_class": router_path(router)},
         health_check_period_s=2,
-        **replica_count(settings),
+        **replica_count(ray_settings.num_generation_replicas, ray_settings.max_generation_replicas, ray_settings),
     )(GenerationServer)
     ingress = serve.deployment(
         name="ingress",
-        num_replicas=ray_settings.num_ingress_replicas,
         ray_actor_options={"num_cpus": ray_settings.ingress_num_cpus},
         max_ongoing_requests=settings.rag.max_in_flight,
+        **replica_count(ray_settings.num_ingress_replicas, ray_settings.max_ingress_replicas, ray_settings),
     )(RagIngress)
-    return ingress.bind(settings, generation.bind(settings.llm))
+    return ingress.bind(settings, generation.bind(settings.llm, ray_settings.stream_interval_ms / 1e3))
 
 
-def replica_count(settings: Settings) -> dict[str, Any]:
-    """A fixed number of generation replicas, or Ray's autoscaling on ongoing requests between two bounds."""
-    ray_settings = settings.ray
-    if ray_settings.max_generation_replicas == ray_settings.num_generation_replicas:
-        return {"num_replicas": ray_settings.num_generation_replicas}
+def replica_count(floor: int, ceiling: int, ray_settings: RaySettings) -> dict[str, Any]:
+    """A fixed number of replicas, or Ray's autoscaling on ongoing requests between two bounds."""
+    if ceiling == floor:
+        return {"num_replicas": floor}
     return {
         "autoscaling_config": {
-            "min_replicas": ray_settings.num_generation_replicas,
-            "initial_replicas": ray_settings.num_generation_replicas,
-            "max_replicas": ray_settings.max_generation_replicas,
+            "min_replicas": floor,
+            "initial_replicas": floor,
+            "max_replicas": ceiling,
             "target_ongoing_requests": ray_settings.target_ongoing_requests,
         }
     }

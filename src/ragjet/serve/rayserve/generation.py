@@ -16,6 +16,7 @@ from ray import serve
 
 from ragjet.llm.backends.base import TextDelta
 from ragjet.llm.backends.native import NativeBackend
+from ragjet.serve.rayserve.coalesce import coalesced
 
 if TYPE_CHECKING:
     from ragjet.config import LLMSettings
@@ -37,9 +38,11 @@ class RemoteDelta:
 class GenerationServer:
     """A Ray Serve replica hosting `NativeBackend`; the ingress reaches it through `RayGenerationBackend`."""
 
-    def __init__(self, llm: LLMSettings):
-        """Load the model and start the engine thread (seconds; Ray reports the replica healthy afterwards)."""
+    def __init__(self, llm: LLMSettings, stream_interval_s: float = 0.0):
+        """Load the model and start the engine thread (seconds; Ray reports the replica healthy afterwards).
+        `stream_interval_s`: deltas generated within it travel as one message (`coalesce.py`)."""
         self.backend = NativeBackend.from_settings(llm)
+        self.stream_interval_s = stream_interval_s
         self.replica_id = serve.get_replica_context().replica_id.unique_id
 
     def tokenizer(self) -> Tokenizer:
@@ -49,12 +52,13 @@ class GenerationServer:
     async def stream(
         self, prompt: str | PromptSegments, params: SamplingParams, affinity_key: str | None = None
     ) -> AsyncGenerator[RemoteDelta, None]:
-        """The engine's deltas, then the replica's stats. `affinity_key` is read by the router, not here.
+        """The engine's deltas, merged per `stream_interval_s`, then the replica's stats. `affinity_key` is read by
+        the router, not here.
 
         The ingress cancelling the call (a client gone, a deadline passed) closes this generator, which aborts the
         request in the engine.
         """
-        async with aclosing(self.backend.stream(prompt, params)) as deltas:
+        async with aclosing(coalesced(self.backend.stream(prompt, params), self.stream_interval_s)) as deltas:
             async for delta in deltas:
                 yield RemoteDelta(self.replica_id, delta=delta)
         yield RemoteDelta(self.replica_id, stats=self.backend.stats())
