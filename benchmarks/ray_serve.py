@@ -1,10 +1,13 @@
-"""Ray Serve path against in-process serving: the latency the deployment boundary adds, and throughput with 1 vs 2
-generation replicas on this host.
+"""Ray Serve path against in-process serving: the latency the deployment boundary adds, where it goes, and
+throughput with 1 vs 2 generation replicas on this host.
 
 Three servers, one after the other, as subprocesses over the same collection (the e2e suite's: the demo corpus,
 MiniLM, SmolLM2-135M) and the same questions: `ragjet serve` (in-process), `ragjet serve --ray` with one generation
 replica holding every CPU, and `ragjet serve --ray` with two replicas of half the CPUs each. Each runs the latency
-pass (one client, distinct questions) and the throughput pass (closed-loop clients).
+pass (one client, distinct questions) and the throughput pass (closed-loop clients). The per-request stage timings
+each server reports in its last stream chunk split the added latency into the pipeline's stages (prefill, as the
+ingress sees it, includes the call to the replica and the first token's trip back) and the rest (the HTTP proxy hop,
+the ingress's request handling, the last message's trip).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.e2e import SETTINGS, prepare_collection, request_body
-from benchmarks.load import LevelSummary, run_level
+from benchmarks.e2e import SETTINGS, median_stages, prepare_collection, request_body
+from benchmarks.load import LevelSummary, RequestResult, run_level
 from benchmarks.report import BenchRow
 from benchmarks.servers import free_port, ragjet_env, server_process
+from ragjet.config import RaySettings
 
 TITLE = "Ray Serve path (ingress + generation deployments) vs in-process serving"
 SUITE = "ray_serve"
@@ -48,6 +52,7 @@ FULL = RayBenchConfig(max_tokens=16, num_latency_requests=24, num_clients=4, num
 class ServerRun:
     latency: LevelSummary
     throughput: LevelSummary
+    stages: dict[str, float]  # median ms per pipeline stage over the latency pass
 
 
 def ray_settings(num_replicas: int) -> dict[str, dict[str, object]]:
@@ -68,15 +73,15 @@ def measure(argv: list[str], port: int, env: dict[str, str], log: Path, question
     url = f"http://127.0.0.1:{port}"
     endpoint = f"{url}/v1/chat/completions"
 
-    def level(clients: int, batch: list[str]) -> LevelSummary:
+    def level(clients: int, batch: list[str]) -> tuple[LevelSummary, list[RequestResult]]:
         bodies = [request_body(q, cfg.max_tokens, cfg.timeout_s) for q in batch]
-        return asyncio.run(run_level(endpoint, bodies, clients, cfg.timeout_s))[0]
+        return asyncio.run(run_level(endpoint, bodies, clients, cfg.timeout_s))
 
     with server_process(argv, url, log, env):
         level(1, questions[:1])  # warm-up
-        latency = level(1, questions[1 : 1 + cfg.num_latency_requests])
-        throughput = level(cfg.num_clients, questions[1 + cfg.num_latency_requests :])
-    return ServerRun(latency, throughput)
+        latency, results = level(1, questions[1 : 1 + cfg.num_latency_requests])
+        throughput, _ = level(cfg.num_clients, questions[1 + cfg.num_latency_requests :])
+    return ServerRun(latency, throughput, median_stages(results, "ragjet"))
 
 
 def serve_argv(port: int, *extra: str) -> list[str]:
@@ -131,6 +136,7 @@ def notes(runs: dict[str, ServerRun], cfg: RayBenchConfig, wall_s: float) -> str
         for name, r in runs.items()
         if name != IN_PROCESS
     )
+    split = "; ".join(f"{name}: {where_it_goes(runs[IN_PROCESS], r)}" for name, r in runs.items() if name != IN_PROCESS)
     errors = ", ".join(f"{name}: {r.latency.num_errors + r.throughput.num_errors}" for name, r in runs.items())
     tokens = ", ".join(f"{name}: {r.latency.mean_tokens:.1f}" for name, r in runs.items())
     return "\n\n".join([
@@ -139,10 +145,30 @@ def notes(runs: dict[str, ServerRun], cfg: RayBenchConfig, wall_s: float) -> str
         f"max_tokens={cfg.max_tokens}): {IN_PROCESS}; `ragjet serve --ray` on a local Ray instance with one "
         f"generation replica holding all {os.cpu_count()} CPUs (torch threads), then with two replicas of half "
         f"the CPUs each; the ingress replica (FastAPI app, embedding, retrieval) reserves no CPU. Routing by "
-        f"chunk affinity; every question has a distinct best chunk.",
+        f"chunk affinity; every question has a distinct best chunk. Each generation replica sends the tokens of "
+        f"{ray_settings_default().stream_interval_ms:g} ms as one message (`ray.stream_interval_ms`; the first and "
+        f"last token are never held).",
         f"Latency pass: {cfg.num_latency_requests} requests, one client, one at a time; throughput pass: "
         f"{cfg.num_throughput_requests} requests through {cfg.num_clients} closed-loop clients. One warm-up request "
         f"per server first. Added at p50 by the Ray path (minus in-process): {added}. Failed requests: {errors}. "
         f"Completion tokens per latency-pass request: {tokens}.",
+        f"Where the added latency goes (median per-request stage timings of the latency pass, Ray minus "
+        f"in-process; prefill is the ingress's view: call to the replica, prefill, first token back): {split}.",
         f"Suite wall time {wall_s / 60:.1f} min.",
     ])  # fmt: skip
+
+
+def where_it_goes(base: ServerRun, run: ServerRun) -> str:
+    """The added p50 latency split into pipeline stages and the rest (outside the pipeline's clock)."""
+    diff = {stage: run.stages.get(stage, 0.0) - base.stages.get(stage, 0.0) for stage in ("prefill", "decode")}
+    retrieval = sum(run.stages.get(s, 0.0) - base.stages.get(s, 0.0) for s in ("embed", "search", "rerank", "prompt"))
+    added = (run.latency.p50_latency_s - base.latency.p50_latency_s) * 1e3
+    rest = added - retrieval - sum(diff.values())
+    return (
+        f"prefill {diff['prefill']:+.1f} ms, decode {diff['decode']:+.1f} ms, embed + search + prompt "
+        f"{retrieval:+.1f} ms, the rest {rest:+.1f} ms"
+    )
+
+
+def ray_settings_default() -> RaySettings:
+    return RaySettings()
