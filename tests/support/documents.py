@@ -8,11 +8,14 @@ unsharded index does.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ragjet.index import IndexParams
 from ragjet.ingest.document import Chunk, Document, Section, chunk_id
-from ragjet.store import AnyCollection
+from ragjet.store import AnyCollection, ShardedCollection, open_collection
 
 NUM_WORDS = 300
 
@@ -45,3 +48,19 @@ def write_documents(collection: AnyCollection, documents: list[tuple[Document, l
     with collection.writer():
         for doc, chunks, vectors in documents:
             collection.put_document(doc, chunks, vectors)
+
+
+@dataclass(frozen=True)
+class StubEmbedder:
+    """What a retriever asks of an embedder when the queries come embedded (`search_vector`): its id and size."""
+
+    model_id: str = "stub-embedder"
+    dim: int = 32
+
+
+def synthetic_sharded(root: Path, name: str, num_shards: int, num_documents: int, dim: int) -> AnyCollection:
+    """A sharded collection of `num_documents` synthetic documents (seed 3), opened afresh for reading."""
+    params = IndexParams(num_shards=num_shards)
+    collection = ShardedCollection.create(root, name, StubEmbedder.model_id, dim, params, device="cpu")
+    write_documents(collection, synthetic_documents(np.random.default_rng(3), num_documents, dim))
+    return open_collection(root, name, "cpu")

@@ -20,6 +20,7 @@ from ragjet.embed.embedder import Embedder
 from ragjet.index import IndexParams
 from ragjet.retrieve import Retriever
 from ragjet.retrieve.cross_encoder import CrossEncoder
+from ragjet.retrieve.shard_runner import ShardRunner
 from ragjet.store import (
     AnyCollection,
     CollectionBusyError,
@@ -48,6 +49,7 @@ class CollectionRegistry:
         self.root = root if root is not None else settings.collections_dir
         self.embedder: Embedder | None = None  # set by the pipeline once loaded; retrieval needs it
         self.cross_encoder: CrossEncoder | None = None  # set by the pipeline when retrieve.rerank names one
+        self.shard_runners: dict[str, ShardRunner] = {}  # collections searched elsewhere (Ray shard replicas)
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()  # guards _open and _writers
         self._writers: dict[str, threading.Lock] = {}
@@ -65,7 +67,9 @@ class CollectionRegistry:
         collection = self._collection(name)
         if self.embedder is None:
             raise RuntimeError("the RAG pipeline is not started: await pipeline.start() first")
-        retriever = Retriever(collection, self.embedder, self.settings.retrieve, self.cross_encoder)
+        retriever = Retriever(
+            collection, self.embedder, self.settings.retrieve, self.cross_encoder, self.shard_runners.get(name)
+        )
         opened = _Open(collection, retriever, version)
         with self._lock:
             self._open[name] = opened

@@ -13,12 +13,8 @@ together with the question and reordered, within a time budget (cross_encoder.py
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import TypeVar
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,26 +23,24 @@ from ragjet.embed.embedder import Embedder
 from ragjet.index.bm25 import BM25Stats
 from ragjet.retrieve.cross_encoder import CrossEncoder
 from ragjet.retrieve.fusion import reciprocal_rank_fusion
-from ragjet.retrieve.shards import MergedCandidates, merge, shard_candidates
+from ragjet.retrieve.shard_runner import LocalShards, ShardQuery, ShardRunner
+from ragjet.retrieve.shards import MergedCandidates, merge
 from ragjet.retrieve.types import SearchHit, SearchResult
-from ragjet.store import AnyCollection, Collection, CollectionError
+from ragjet.store import AnyCollection, CollectionError
 from ragjet.store.chunk_store import StoredChunk, check_filters
 from ragjet.store.sharded import shard_name
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Retriever:
     def __init__(
         self, collection: AnyCollection, embedder: Embedder, settings: RetrieveSettings,
-        cross_encoder: CrossEncoder | None = None,
+        cross_encoder: CrossEncoder | None = None, shards: ShardRunner | None = None,
     ):  # fmt: skip
+        """`shards`: where the per-shard calls run (shard_runner.py); None: threads in this process."""
         collection.check_embedder(embedder.model_id, embedder.dim)
         self.collection, self.embedder, self.settings = collection, embedder, settings
         self.cross_encoder = cross_encoder
-        num_shards = collection.index_params.num_shards
-        self._pool = ThreadPoolExecutor(num_shards, thread_name_prefix="ragjet-shard") if num_shards > 1 else None
+        self.shards = shards if shards is not None else LocalShards(collection)
 
     def search(self, query: str, top_k: int | None = None, filters: Mapping[str, object] | None = None) -> SearchResult:
         vector = self.embedder.embed([query])[0]
@@ -81,39 +75,22 @@ class Retriever:
         A shard that fails after reporting its BM25 statistics is dropped and the others are asked again, so
         that every score uses the statistics of exactly the shards that answered.
         """
-        shards, unsearched = dict(self.collection.shards), dict(self.collection.problems)
+        shards, unsearched = sorted(self.collection.shards), dict(self.collection.problems)
         while True:
-            stats, failed = self._on_shards(shards, lambda _, shard: shard.bm25.stats(query))
+            stats, failed = self.shards.stats(shards, query)
             unsearched |= failed
-            parts, failed = self._on_shards(
-                {i: s for i, s in shards.items() if i not in unsearched},
-                partial(shard_candidates, query=query, vector=vector, coarse_k=coarse_k,
-                        stats=BM25Stats.merged(list(stats.values())), use_bm25=self.settings.use_bm25, filters=filters),
-            )  # fmt: skip
+            shards = [number for number in shards if number not in unsearched]
+            merged_stats = BM25Stats.merged(list(stats.values()))
+            shard_query = ShardQuery(query, vector, coarse_k, merged_stats, self.settings.use_bm25, filters)
+            parts, failed = self.shards.candidates(shards, shard_query)
             unsearched |= failed
             if not failed:
                 break
-            shards = {i: s for i, s in shards.items() if i not in unsearched}
+            shards = [number for number in shards if number not in unsearched]
         if len(unsearched) == self.collection.index_params.num_shards:
             raise CollectionError(f"no shard of collection {self.collection.name!r} can be searched: "
                                   + "; ".join(unsearched.values()))  # fmt: skip
         return merge(list(parts.values()), coarse_k), unsearched
-
-    def _on_shards(
-        self, shards: Mapping[int, Collection], work: Callable[[int, Collection], T]
-    ) -> tuple[dict[int, T], dict[int, str]]:
-        """`work` on every shard in parallel: (results, failures). One shard runs inline and its errors propagate."""
-        if self._pool is None:
-            return {number: work(number, shard) for number, shard in shards.items()}, {}
-        futures = {number: self._pool.submit(work, number, shard) for number, shard in shards.items()}
-        results, failures = {}, {}
-        for number, future in futures.items():
-            try:
-                results[number] = future.result()
-            except Exception as exc:  # a damaged shard: the others answer, and the result says which one did not
-                failures[number] = f"{shard_name(number)} failed ({type(exc).__name__}: {exc})"
-                log.warning("collection %r: %s", self.collection.name, failures[number])
-        return results, failures
 
     def _degraded(self, merged: MergedCandidates, unsearched: dict[int, str]) -> str | None:
         """Why the result is not what the whole, healthy collection would give; None when it is."""
@@ -163,7 +140,13 @@ class Retriever:
         ]
 
     def _chunks(self, ids: list[int], owner: dict[int, int]) -> list[StoredChunk]:
-        """The chunks `ids`, in that order, each read from the shard that holds it."""
+        """The chunks `ids`, in that order, each read from the shard that holds it.
+
+        Read here even when a shard runner searched the shard in another process: opening a shard's chunk store
+        loads no index, chunk ids are collection-wide and never reused, so the text read is that chunk's (or
+        missing, if deleted since, and dropped), and only the final few chunks are read instead of shipping the
+        text of every candidate back over the wire.
+        """
         by_shard: dict[int, list[int]] = {}
         for chunk in ids:
             by_shard.setdefault(owner[chunk], []).append(chunk)
