@@ -259,6 +259,14 @@ class RaySettings(Section):
     connect_timeout_s: float = Field(
         30.0, gt=0, description="how long `ragjet serve --ray --ray-address` waits for the cluster before exiting"
     )
+    shard_collections: list[str] = Field(
+        default_factory=list, description="sharded collections whose shards are each searched by their own replica "
+        "(ShardSearcher, CPU, read-only); the ingress merges and fuses. Others are searched in the ingress",
+    )
+    shard_num_cpus: float = Field(1.0, ge=0, description="CPUs Ray reserves for each shard replica")
+    shard_timeout_s: float = Field(
+        5.0, gt=0, description="how long a query waits for a shard replica; past it the shard is left out (degraded)"
+    )
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> RaySettings:

@@ -6,7 +6,9 @@ because the prompt needs the hits and both take milliseconds, less than a hop wo
 replicas that each open the collections (read-only with `serve.read_only`, the setting for replicas that another
 process publishes to). The generation deployment holds the native engine, one per replica, with GPUs where the
 cluster has them, routed by chunk affinity (`affinity.py`). Both are scaled by Ray on ongoing requests between their
-`ray.num_*` and `ray.max_*` replica counts.
+`ray.num_*` and `ray.max_*` replica counts. With `ray.shard_collections`, each shard of those sharded collections
+gets a third kind of deployment, a `ShardSearcher` replica (`shard_search.py`), and the ingress sends its per-shard
+calls there instead of searching the shards itself.
 """
 
 from __future__ import annotations
@@ -24,15 +26,22 @@ from ragjet.serve.app import create_app
 from ragjet.serve.rayserve.affinity import ChunkAffinityRouter
 from ragjet.serve.rayserve.generation import GenerationServer
 from ragjet.serve.rayserve.remote_backend import RayGenerationBackend
+from ragjet.serve.rayserve.shard_search import ShardSearcher, shard_runners
+from ragjet.store.collection import collection_dir
+from ragjet.store.sharded import LAYOUT, ShardLayout
 
 
 @serve.ingress()
 class RagIngress:
     """An ingress replica: ragjet's FastAPI app over a RagPipeline that generates through `generation`."""
 
-    def __init__(self, settings: Settings, generation: DeploymentHandle):
+    def __init__(
+        self, settings: Settings, generation: DeploymentHandle, shards: dict[str, list[DeploymentHandle]] | None = None
+    ):
+        """`shards`: the `ShardSearcher` handles of each collection in `ray.shard_collections`, by shard number."""
         self.settings = settings
         self.generation = generation
+        self.shards = shards or {}
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Ray Serve in the replica; the app's lifespan then loads the embedder and fetches the
@@ -41,7 +50,9 @@ class RagIngress:
         def connect(_: LLMSettings) -> RayGenerationBackend:
             return RayGenerationBackend.connect(self.generation, self.settings.ray)
 
-        return create_app(self.settings, RagPipeline(self.settings, backend_factory=connect))
+        pipeline = RagPipeline(self.settings, backend_factory=connect)
+        pipeline.collections().shard_runners.update(shard_runners(self.shards, self.settings.ray.shard_timeout_s))
+        return create_app(self.settings, pipeline)
 
 
 def build_app(settings: Settings) -> Application:
@@ -62,7 +73,22 @@ def build_app(settings: Settings) -> Application:
         max_ongoing_requests=settings.rag.max_in_flight,
         **replica_count(ray_settings.num_ingress_replicas, ray_settings.max_ingress_replicas, ray_settings),
     )(RagIngress)
-    return ingress.bind(settings, generation.bind(settings.llm, ray_settings.stream_interval_ms / 1e3))
+    shards = {name: shard_searchers(settings, name) for name in ray_settings.shard_collections}
+    return ingress.bind(settings, generation.bind(settings.llm, ray_settings.stream_interval_ms / 1e3), shards)
+
+
+def shard_searchers(settings: Settings, name: str) -> list[Application]:
+    """One `ShardSearcher` deployment of one replica per shard of collection `name`, by shard number: a deployment
+    each, because Serve routes a call to any replica of a deployment and each replica holds a different shard."""
+    folder = collection_dir(settings.collections_dir, name)
+    if not (folder / LAYOUT).is_file():
+        raise ValueError(f"ray.shard_collections names {name!r}, which is not a sharded collection in {folder.parent}")
+    return [
+        serve.deployment(name=f"shard-{name}-{shard}", ray_actor_options={"num_cpus": settings.ray.shard_num_cpus},
+                         num_replicas=1, health_check_period_s=2)(ShardSearcher)
+        .bind(settings.collections_dir, name, shard, settings.index.device)
+        for shard in range(ShardLayout.read(folder).num_shards)
+    ]  # fmt: skip
 
 
 def replica_count(floor: int, ceiling: int, ray_settings: RaySettings) -> dict[str, Any]:
