@@ -59,10 +59,10 @@ class EngineCollector(Collector):
             return
         for field, help_text in ENGINE_GAUGES.items():
             yield GaugeMetricFamily(f"ragjet_engine_{field}", help_text, value=getattr(stats, field, 0))
-        yield counter("ragjet_prefix_cache_queries", "Full KV blocks looked up in the prefix cache",
-                      getattr(stats, "prefix_cache_queries", 0))  # fmt: skip
-        yield counter("ragjet_prefix_cache_hits", "KV blocks served from the prefix cache",
-                      getattr(stats, "prefix_cache_hits", 0))  # fmt: skip
+        yield CounterMetricFamily("ragjet_prefix_cache_queries", "Full KV blocks looked up in the prefix cache",
+                                  value=getattr(stats, "prefix_cache_queries", 0))  # fmt: skip
+        yield CounterMetricFamily("ragjet_prefix_cache_hits", "KV blocks served from the prefix cache",
+                                  value=getattr(stats, "prefix_cache_hits", 0))  # fmt: skip
         yield from _chunk_cache_metrics(stats)
         memory = GaugeMetricFamily("ragjet_engine_memory_bytes", "The engine device's memory split: limit, "
                                    "in use by others, weights, activations, KV cache", labels=["part"])  # fmt: skip
@@ -72,18 +72,12 @@ class EngineCollector(Collector):
         yield memory
 
 
-def counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, help_text)
-    family.add_metric([], value)
-    return family
-
-
 def _chunk_cache_metrics(stats: EngineCounts) -> Iterator[Metric]:
     """Blend mode's chunk K/V cache (llm.chunk_reuse): lookups and hits (in chunks), entries and bytes held."""
-    yield counter("ragjet_chunk_cache_lookups", "Retrieved chunks looked up in the chunk KV cache",
-                  getattr(stats, "chunk_cache_lookups", 0))  # fmt: skip
-    yield counter("ragjet_chunk_cache_hits", "Retrieved chunks whose K/V the chunk KV cache served",
-                  getattr(stats, "chunk_cache_hits", 0))  # fmt: skip
+    yield CounterMetricFamily("ragjet_chunk_cache_lookups", "Retrieved chunks looked up in the chunk KV cache",
+                              value=getattr(stats, "chunk_cache_lookups", 0))  # fmt: skip
+    yield CounterMetricFamily("ragjet_chunk_cache_hits", "Retrieved chunks whose K/V the chunk KV cache served",
+                              value=getattr(stats, "chunk_cache_hits", 0))  # fmt: skip
     yield GaugeMetricFamily("ragjet_chunk_cache_entries", "Chunks held in the chunk KV cache",
                             value=getattr(stats, "chunk_cache_entries", 0))  # fmt: skip
     yield GaugeMetricFamily("ragjet_chunk_cache_bytes", "Host memory the chunk KV cache holds",
