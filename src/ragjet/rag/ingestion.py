@@ -78,12 +78,13 @@ def ingest_paths(
         task = bar.add_task("ingesting", total=_count_files(paths))
         for doc in load_documents(paths, on_error=on_error, on_skip=skip):
             bar.advance(task)
-            if collection.content_hash(doc.source) == doc.content_hash:
-                tally.unchanged += 1
+            try:
+                chunks = chunks_to_store(doc, chunker, collection.content_hash(doc.source))
+            except IngestError as exc:
+                skip(exc)
                 continue
-            chunks = chunker.split(doc)
-            if not chunks:
-                skip(IngestError(doc.source, "produced no chunks"))
+            if chunks is None:
+                tally.unchanged += 1
                 continue
             pending.append((doc, chunks))
             if sum(len(c) for _, c in pending) >= EMBED_BATCH_CHUNKS:
@@ -94,6 +95,17 @@ def ingest_paths(
 
 
 Pending = list[tuple[Document, list[Chunk]]]
+
+
+def chunks_to_store(doc: Document, chunker: Chunker, stored_hash: str | None) -> list[Chunk] | None:
+    """`doc`'s chunks, or None when its bytes are the ones stored (`stored_hash`): nothing to embed or write.
+    IngestError when it yields no chunk. The local and the Ray Data ingest (rag/ray_stages.py) both decide here."""
+    if stored_hash == doc.content_hash:
+        return None
+    chunks = chunker.split(doc)
+    if not chunks:
+        raise IngestError(doc.source, "produced no chunks")
+    return chunks
 
 
 def _store(collection: AnyCollection, embedder: Embedder, pending: Pending, tally: Tally) -> None:

@@ -26,6 +26,7 @@ from ragjet.embed.embedder import Embedder
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.errors import IngestError
 from ragjet.ingest.loaders import load_document
+from ragjet.rag.ingestion import chunks_to_store
 
 STORE, UNCHANGED, ERROR = "store", "unchanged", "error"
 Batch = dict[str, Any]  # Ray Data's "numpy" batch format: column name -> array (object arrays for objects)
@@ -45,13 +46,11 @@ def load_and_chunk(batch: Batch, chunker: Chunker, stored_hashes: Mapping[str, s
 def _load(path: str, chunker: Chunker, stored_hashes: Mapping[str, str]) -> tuple[str, object, object, list]:
     try:
         doc = load_document(path)
+        chunks = chunks_to_store(doc, chunker, stored_hashes.get(doc.source))
     except IngestError as exc:
         return ERROR, exc, None, []
-    if stored_hashes.get(doc.source) == doc.content_hash:
+    if chunks is None:
         return UNCHANGED, None, None, []
-    chunks = chunker.split(doc)
-    if not chunks:
-        return ERROR, IngestError(doc.source, "produced no chunks"), None, []
     return STORE, None, dataclasses.replace(doc, sections=()), chunks
 
 
