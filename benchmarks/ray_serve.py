@@ -146,7 +146,7 @@ def notes(runs: dict[str, ServerRun], cfg: RayBenchConfig, wall_s: float) -> str
         f"generation replica holding all {os.cpu_count()} CPUs (torch threads), then with two replicas of half "
         f"the CPUs each; the ingress replica (FastAPI app, embedding, retrieval) reserves no CPU. Routing by "
         f"chunk affinity; every question has a distinct best chunk. Each generation replica sends the tokens of "
-        f"{ray_settings_default().stream_interval_ms:g} ms as one message (`ray.stream_interval_ms`; the first and "
+        f"{RaySettings().stream_interval_ms:g} ms as one message (`ray.stream_interval_ms`; the first and "
         f"last token are never held).",
         f"Latency pass: {cfg.num_latency_requests} requests, one client, one at a time; throughput pass: "
         f"{cfg.num_throughput_requests} requests through {cfg.num_clients} closed-loop clients. One warm-up request "
@@ -168,7 +168,3 @@ def where_it_goes(base: ServerRun, run: ServerRun) -> str:
         f"prefill {diff['prefill']:+.1f} ms, decode {diff['decode']:+.1f} ms, embed + search + prompt "
         f"{retrieval:+.1f} ms, the rest {rest:+.1f} ms"
     )
-
-
-def ray_settings_default() -> RaySettings:
-    return RaySettings()
