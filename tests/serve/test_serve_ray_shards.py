@@ -66,6 +66,12 @@ def test_the_ingress_binds_one_searcher_per_shard(collection: AnyCollection) -> 
     assert [s._bound_deployment.init_args[2] for s in searchers] == [0, 1]
 
 
+def test_shard_collections_naming_a_collection_that_is_not_sharded_is_refused_at_build(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)  # names "n2", which this data dir does not hold
+    with pytest.raises(ValueError, match="ray.shard_collections names 'n2', which is not a sharded collection"):
+        build_app(settings)
+
+
 def test_shard_replicas_rank_as_the_local_shards(collection: AnyCollection, handles: list[DeploymentHandle]) -> None:
     settings = RetrieveSettings(coarse_k=12)
     local = Retriever(collection, EMBEDDER, settings)
