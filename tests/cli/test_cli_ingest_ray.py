@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragjet.cli import app
+from ragjet.rag.ray_ingest import shutdown_ray
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def cluster() -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        shutdown_ray()
 
 
 @pytest.mark.ray

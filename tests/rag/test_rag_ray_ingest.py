@@ -22,7 +22,7 @@ from ragjet.index import IndexParams
 from ragjet.ingest.chunker import Chunker
 from ragjet.ingest.errors import IngestError
 from ragjet.rag.ingestion import IngestReport, ingest_paths
-from ragjet.rag.ray_ingest import RayIngestOptions, ingest_paths_ray
+from ragjet.rag.ray_ingest import RayIngestOptions, ingest_paths_ray, shutdown_ray
 from ragjet.retrieve import Retriever
 from ragjet.store import AnyCollection, Collection, EmbedderMismatchError, ShardedCollection, create_collection
 from support.tiny_models import CORPUS
@@ -55,7 +55,7 @@ def cluster() -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        shutdown_ray()
 
 
 @pytest.fixture(scope="module")

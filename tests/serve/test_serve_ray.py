@@ -25,6 +25,7 @@ from benchmarks.servers import free_port
 from ragjet.config import Settings, load_settings
 from ragjet.llm.sampling_params import SamplingParams
 from ragjet.rag.pipeline import RagPipeline
+from ragjet.rag.ray_ingest import shutdown_ray
 from ragjet.rag.types import Answer, AskOptions
 from ragjet.serve.rayserve.affinity import affinity_key
 from ragjet.serve.rayserve.app import build_app
@@ -68,7 +69,7 @@ def ray_app(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, corp
         yield RayApp(f"http://127.0.0.1:{port}", reference)
     finally:
         serve.shutdown()
-        ray.shutdown()
+        shutdown_ray()
 
 
 async def ingest_and_answer(settings: Settings, corpus_dir: Path) -> Answer:

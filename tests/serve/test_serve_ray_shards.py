@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from benchmarks.servers import free_port
 from ragjet.config import RetrieveSettings, Settings, load_settings
 from ragjet.embed.embedder import Embedder
+from ragjet.rag.ray_ingest import shutdown_ray
 from ragjet.retrieve import Retriever
 from ragjet.serve.rayserve.app import build_app, shard_searchers
 from ragjet.serve.rayserve.shard_search import RayShards
@@ -56,7 +57,7 @@ def handles(collection: AnyCollection) -> Iterator[list[DeploymentHandle]]:
         yield [serve.run(app, name=f"shards-{shard}", route_prefix=None) for shard, app in enumerate(apps)]
     finally:
         serve.shutdown()
-        ray.shutdown()
+        shutdown_ray()
 
 
 def test_the_ingress_binds_one_searcher_per_shard(collection: AnyCollection) -> None:

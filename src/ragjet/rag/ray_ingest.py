@@ -17,7 +17,9 @@ must be readable on every node (a shared filesystem), as they are on a single ma
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -95,11 +97,15 @@ def ingest_paths_ray(
         files = [str(p) for p in files_to_load(paths, on_error=on_error, on_skip=lambda e: tally.errors.append(str(e)))]
         task = bar.add_task("ingesting", total=len(files))
         stored_hashes = {d.source: d.content_hash for d in collection.documents()}
-        for position, row in enumerate(_rows(files, chunker, stored_hashes, load_actor_embedder, options)):
-            if row["file"] != position:  # chunk ids follow write order: never store out of file order
-                raise RuntimeError(f"Ray Data returned file {row['file']} where file {position} was due")
-            bar.advance(task)
-            _store_row(collection, row, tally, on_error)
+        # Closed on any exit: a run given up midway (a bad file, a failed batch) stops its Ray Data execution here,
+        # not whenever the garbage collector reaches the abandoned stream, perhaps after `ray.shutdown()`, where
+        # Ray's core worker ends the whole process with exit code 1 when a leftover object touches it.
+        with contextlib.closing(_rows(files, chunker, stored_hashes, load_actor_embedder, options)) as rows:
+            for position, row in enumerate(rows):
+                if row["file"] != position:  # chunk ids follow write order: never store out of file order
+                    raise RuntimeError(f"Ray Data returned file {row['file']} where file {position} was due")
+                bar.advance(task)
+                _store_row(collection, row, tally, on_error)
     return tally.report(started)
 
 
@@ -166,4 +172,14 @@ def ray_ingest(
             return ingest_paths_ray(store, paths, embedder, chunker, actor_embedder, options, progress=progress)
     finally:
         if started_here:
-            ray.shutdown()
+            shutdown_ray()
+
+
+def shutdown_ray() -> None:
+    """`ray.shutdown()`, after collecting this process's garbage: a Ray object (an object ref, an actor handle, a
+    dataset's stream) freed after the shutdown touches the core worker, which then ends the process with exit
+    code 1 and no traceback, so a run that succeeded would be reported as failed."""
+    import ray
+
+    gc.collect()
+    ray.shutdown()
