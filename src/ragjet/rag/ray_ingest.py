@@ -22,7 +22,7 @@ import functools
 import gc
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -115,7 +115,7 @@ def _rows(
     stored_hashes: dict[str, str],
     load_actor_embedder: Callable[[], Embedder],
     options: RayIngestOptions,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """One row per file (rag/ray_stages.py), in file order."""
     if not files:
         return
