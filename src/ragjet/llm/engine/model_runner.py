@@ -30,6 +30,7 @@ from ragjet.llm.kernels import triton_attention
 from ragjet.llm.layers.attention import Attention, AttentionMetadata, query_starts, to_device
 from ragjet.llm.layers.sampler import SamplingRow, sample
 from ragjet.llm.loaders import LoadedModel
+from ragjet.llm.models.cpu_decode import FusedCpuDecode
 from ragjet.llm.models.llama import LlamaForCausalLM
 from ragjet.llm.quantize import compute_dtype
 from ragjet.llm.segments import ChunkSpan
@@ -251,6 +252,8 @@ class ModelRunner:
         self.kv_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
         for i, layer in enumerate(self.layers):
             layer.k_cache, layer.v_cache = self.kv_cache[0, i], self.kv_cache[1, i]
+        if cpu_kernels.loaded() and self.device.type == "cpu":
+            self.model.model.fused_decode = FusedCpuDecode.build(self.model.model)
         log.info("KV cache: %d blocks of %d tokens, %.0f MiB", self.num_blocks, block_size,
                  self.kv_cache.numel() * self.dtype.itemsize / 2**20)  # fmt: skip
         self.graphs = self._capture_graphs(cfg.max_position_embeddings) if use_graphs else None

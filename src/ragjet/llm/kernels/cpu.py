@@ -1,4 +1,4 @@
-"""Builds and loads ragjet's fused CPU kernels (cpu_kernels.cpp) as ``torch.ops.ragjet_cpu``.
+"""Builds and loads ragjet's fused CPU kernels (cpu_kernels.cpp, cpu_decode.cpp) as ``torch.ops.ragjet_cpu``.
 
 They are compiled on first use with the machine's C++ compiler and ninja (15-30 s on 2 cores), for the ISA
 level the hardware policy picked (``-march=x86-64-v3`` for AVX2, ``x86-64-v4`` for AVX-512, baseline flags
@@ -30,7 +30,8 @@ import torch
 from ragjet.hardware import cpu_policy
 
 log = logging.getLogger(__name__)
-SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_kernels.cpp", "cpu_decode.cpp"))
+HEADERS = (Path(__file__).with_name("cpu_kernels.h"),)
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 STALE_LOCK_S = 600.0  # a build takes well under a minute
 _state: dict[str, object] = {"loaded": False, "dtypes": frozenset(), "status": "not loaded"}
@@ -49,7 +50,7 @@ def cache_dir() -> Path:
 
 def build_directory() -> Path:
     """This level's build: <cache>/<isa>-<digest of source, flags and torch version>."""
-    parts = (SOURCE.read_bytes(), " ".join(cflags()).encode(), torch.__version__.encode())
+    parts = (*(f.read_bytes() for f in (*SOURCES, *HEADERS)), " ".join(cflags()).encode(), torch.__version__.encode())
     digest = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     return cache_dir() / f"{cpu_policy().isa}-{digest}"
 
@@ -86,7 +87,7 @@ def _build() -> bool:
             warnings.simplefilter("ignore")  # torch warns about the compiler's ABI flags; the build checks itself
             build(
                 name="ragjet_cpu_kernels",
-                sources=[str(SOURCE)],
+                sources=[str(f) for f in SOURCES],
                 extra_cflags=cflags(),
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(directory),

@@ -12,6 +12,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "cpu_kernels.h"
+
 #include <algorithm>
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -307,6 +309,11 @@ void check_float(const at::Tensor& t, const char* name) {
     __VA_ARGS__();                                                                   \
   }
 
+}  // namespace
+
+// The ops' host functions, declared in cpu_kernels.h for the fused decode op (cpu_decode.cpp).
+namespace ragjet::cpu {
+
 // x, residual: (rows, size); weight: (size,). Returns (norm(x + residual) * weight, x + residual); without a
 // residual, (norm(x) * weight, an empty tensor): outputs never alias inputs, as the schema promises.
 std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const std::optional<at::Tensor>& residual,
@@ -376,7 +383,7 @@ at::Tensor paged_attention(const at::Tensor& q, const at::Tensor& k_cache, const
   return out;
 }
 
-}  // namespace
+}  // namespace ragjet::cpu
 
 TORCH_LIBRARY(ragjet_cpu, m) {
   m.def("add_rms_norm(Tensor x, Tensor? residual, Tensor weight, float eps) -> (Tensor, Tensor)");
@@ -387,7 +394,7 @@ TORCH_LIBRARY(ragjet_cpu, m) {
 }
 
 TORCH_LIBRARY_IMPL(ragjet_cpu, CPU, m) {
-  m.impl("add_rms_norm", &add_rms_norm);
-  m.impl("rotary_", &rotary_);
-  m.impl("paged_attention", &paged_attention);
+  m.impl("add_rms_norm", &ragjet::cpu::add_rms_norm);
+  m.impl("rotary_", &ragjet::cpu::rotary_);
+  m.impl("paged_attention", &ragjet::cpu::paged_attention);
 }

@@ -24,6 +24,7 @@ from ragjet.llm.layers.activation import SiluAndMul
 from ragjet.llm.layers.attention import Attention, AttentionMetadata
 from ragjet.llm.layers.norm import RMSNorm
 from ragjet.llm.layers.rotary import RotaryEmbedding, apply_rotary
+from ragjet.llm.models.cpu_decode import FusedCpuDecode
 
 
 class LlamaAttention(nn.Module):
@@ -97,12 +98,17 @@ class LlamaModel(nn.Module):
         )
         self.layers = nn.ModuleList([LlamaDecoderLayer(config) for _ in range(config.num_layers)])
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        # The layers as one op for CPU decode steps (cpu_decode.py); set by the engine once weights and cache are final.
+        self.fused_decode: FusedCpuDecode | None = None
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         x, residual = self.embed_tokens(input_ids), None  # (T, hidden)
         rope = self.rotary(positions)  # (T, 1, D) cos and sin, gathered once for all layers
-        for layer in self.layers:
-            x, residual = layer(x, residual, rope, meta)
+        if self.fused_decode is not None and self.fused_decode.handles(x, meta):
+            x, residual = self.fused_decode(x, rope, meta)
+        else:
+            for layer in self.layers:
+                x, residual = layer(x, residual, rope, meta)
         return self.norm.add_forward(x, residual)[0] if residual is not None else self.norm(x)
 
 
