@@ -16,7 +16,7 @@ from ragjet.llm.layers.attention import AttentionMetadata
 from ragjet.llm.loaders import LoadedModel, load_model
 from ragjet.llm.models.cpu_decode import FusedCpuDecode
 from ragjet.llm.models.llama import LlamaForCausalLM
-from ragjet.llm.quantize import quantize_model
+from ragjet.llm.quantize import compute_dtype, quantize_model
 from ragjet.llm.sampling_params import SamplingParams
 
 if shutil.which("c++") is None or shutil.which("ninja") is None:
@@ -26,20 +26,17 @@ BLOCK = 16
 NUM_BLOCKS = 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built() -> None:
-    assert cpu_kernels.load(torch.bfloat16), "the kernels failed to build: see the log"
-
-
 @pytest.fixture(scope="module")
 def served(smollm2: LoadedModel) -> LlamaForCausalLM:
-    """SmolLM2 as the engine serves it on the CPU (int4 layer linears behind dense prefill copies, bf16) with a
-    paged cache of its own."""
+    """SmolLM2 as the engine serves it on the CPU (int4 layer linears behind dense prefill copies, in the level's
+    compute dtype, with the kernels enabled for it) with a paged cache of its own."""
     model = quantize_model(copy.deepcopy(smollm2.model), "int4", dense_prefill=True)
     assert isinstance(model, LlamaForCausalLM)
+    dtype = compute_dtype(model)
+    assert cpu_kernels.load(dtype), "the kernels failed to build: see the log"
     for layer in model.model.layers:
         attn = layer.self_attn.attn
-        attn.k_cache = torch.zeros(NUM_BLOCKS, BLOCK, attn.num_kv_heads, attn.head_dim, dtype=torch.bfloat16)
+        attn.k_cache = torch.zeros(NUM_BLOCKS, BLOCK, attn.num_kv_heads, attn.head_dim, dtype=dtype)
         attn.v_cache = torch.zeros_like(attn.k_cache)
     return model
 
@@ -86,13 +83,14 @@ def test_fused_layers_return_what_the_python_layers_return(
 def test_it_declines_the_steps_the_python_path_takes_differently(served: LlamaForCausalLM) -> None:
     fused = FusedCpuDecode.build(served.model)
     assert fused is not None
-    x = torch.zeros(1, 576, dtype=torch.bfloat16)
+    dtype = compute_dtype(served)
+    x = torch.zeros(1, 576, dtype=dtype)
     tables = [[0, 1]]
     assert fused.handles(x, step_meta([10], [11], tables))
-    assert not fused.handles(x.float(), step_meta([10], [11], tables))  # not the int4 layers' compute dtype
+    assert not fused.handles(x.half(), step_meta([10], [11], tables))  # not the int4 layers' compute dtype
     assert not fused.handles(x, step_meta([0], [1], tables))  # a fresh prompt: causal attention over its own keys
-    assert not fused.handles(torch.zeros(9, 576, dtype=torch.bfloat16), step_meta([10], [19], tables))  # 9 queries
-    assert not fused.handles(torch.zeros(10, 576, dtype=torch.bfloat16), step_meta([10] * 10, [11] * 10, tables * 10))
+    assert not fused.handles(torch.zeros(9, 576, dtype=dtype), step_meta([10], [19], tables))  # 9 queries
+    assert not fused.handles(torch.zeros(10, 576, dtype=dtype), step_meta([10] * 10, [11] * 10, tables * 10))
     gaps = step_meta([10], [11], tables)
     gaps.query_positions = torch.tensor([10])  # a blend step's scattered positions
     assert not fused.handles(x, gaps)

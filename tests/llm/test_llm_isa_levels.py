@@ -17,6 +17,7 @@ HERE = Path(__file__).parent
 RUNS = {
     "kernels": [str(HERE / "test_llm_cpu_kernels.py"), "-k", "matches or scores_exactly or build_is_made"],
     "quantisation": [str(HERE / "test_llm_quantize.py")],
+    "fused decode": [str(HERE / "test_llm_cpu_decode.py"), "-k", "python_layers_return"],
 }
 
 
