@@ -116,6 +116,12 @@ class LLMSettings(Section):
         "steps, compiled for the CPU's ISA level on first start (needs a C++ compiler and ninja; ~15-30 s, then "
         "cached), pure torch without them",
     )
+    fused_cpu_decode: bool = Field(
+        True,
+        description="CPU, with cpu_kernels and int4 layers: run a decode (or verify) step's decoder layers as one "
+        "C++ op, the same ops as the Python layers without the interpreter (same tokens; ~4 ms less a token for "
+        "SmolLM2 on 2 cores)",
+    )
     max_num_seqs: int = Field(32, ge=1, description="sequences decoded together")
     max_num_batched_tokens: int = Field(
         4096,

@@ -71,7 +71,8 @@ def test_every_engine_setting_reaches_the_engine_config() -> None:
     from ragjet.llm.engine.config import EngineConfig
 
     defaults = EngineConfig()
-    changed: dict[str, object] = {"enable_prefix_caching": False, "cpu_kernels": False, "gpu_memory_utilization": 0.5}
+    changed: dict[str, object] = {"enable_prefix_caching": False, "cpu_kernels": False, "fused_cpu_decode": False,
+                                  "gpu_memory_utilization": 0.5}
     for f in dataclasses.fields(EngineConfig):
         value = getattr(defaults, f.name)
         if isinstance(value, str):

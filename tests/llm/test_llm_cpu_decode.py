@@ -116,10 +116,9 @@ def test_an_engine_generates_the_same_tokens_with_and_without_it(smollm2: Loaded
     params = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
     tokens = {}
     for fused in (False, True):
-        engine = LLMEngine(loaded, EngineConfig(max_num_seqs=2, max_model_len=512, num_speculative_tokens=3))
-        assert engine.model_runner.model.model.fused_decode is not None  # the engine built it
-        if not fused:
-            engine.model_runner.model.model.fused_decode = None
+        config = EngineConfig(max_num_seqs=2, max_model_len=512, num_speculative_tokens=3, fused_cpu_decode=fused)
+        engine = LLMEngine(loaded, config)
+        assert (engine.model_runner.model.model.fused_decode is not None) == fused  # llm.fused_cpu_decode decides
         tokens[fused] = [out.token_ids for out in engine.generate(prompts, params)]
         engine.close()
     assert tokens[True] == tokens[False]

@@ -19,6 +19,7 @@ class EngineConfig:
     max_speculative_seqs: int = 4  # draft only in decode steps of at most this many sequences
     tensor_parallel_size: int = 1  # ranks the model is sharded over (llm/parallel.py); rank 0 runs this engine
     cpu_kernels: bool = True  # on the CPU: build/load the fused kernels (llm/kernels) at start, for the compute dtype
+    fused_cpu_decode: bool = True  # with cpu_kernels: decode steps' decoder layers as one op (models/cpu_decode.py)
     # "exact": K/V reused only for true prefixes (prefix caching); "blend": retrieved chunks' K/V reused at any
     # position with a selective recompute (chunk_reuse.py), held in a host-memory cache of chunk_cache_gb GiB.
     chunk_reuse: str = "exact"

@@ -252,7 +252,7 @@ class ModelRunner:
         self.kv_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
         for i, layer in enumerate(self.layers):
             layer.k_cache, layer.v_cache = self.kv_cache[0, i], self.kv_cache[1, i]
-        if cpu_kernels.loaded() and self.device.type == "cpu":
+        if config.fused_cpu_decode and cpu_kernels.loaded() and self.device.type == "cpu":
             self.model.model.fused_decode = FusedCpuDecode.build(self.model.model)
         log.info("KV cache: %d blocks of %d tokens, %.0f MiB", self.num_blocks, block_size,
                  self.kv_cache.numel() * self.dtype.itemsize / 2**20)  # fmt: skip
