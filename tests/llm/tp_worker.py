@@ -4,13 +4,14 @@ tp_worker.py MODEL_DIR RANK WORLD_SIZE PORT OUT_JSON. Writes the greedy and seed
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
 
 from ragjet.llm.engine.llm_engine import EngineConfig, LLMEngine
 from ragjet.llm.loaders import load_model
-from ragjet.llm.parallel import init_tensor_parallel, shard_model
+from ragjet.llm.parallel import init_tensor_parallel, leave_tensor_parallel, shard_model
 from ragjet.llm.sampling_params import SamplingParams
 
 PROMPTS = [[5, 17, 99, 42], [300, 7], list(range(11, 31)), [64] * 9]
@@ -29,5 +30,11 @@ if __name__ == "__main__":
     model_dir, rank, world_size, port, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
     torch.set_num_threads(1)  # two ranks share this machine's cores
     init_tensor_parallel(rank, world_size, f"tcp://127.0.0.1:{port}")
+    tokens = generate(model_dir, rank, world_size)
+    leave_tensor_parallel()
     with open(out, "w") as f:
-        json.dump(generate(model_dir, rank, world_size), f)
+        json.dump(tokens, f)
+    # No interpreter teardown: with torch 2.13 a gloo process can still abort in it ("terminate called without an
+    # active exception") after its work is done: 16 of 40 bare two-rank gloo runs without destroy_process_group,
+    # and about 1 run of this test in 20 even with it. The test checks the tokens written above, not the teardown.
+    os._exit(0)

@@ -56,6 +56,13 @@ def init_tensor_parallel(rank: int, world_size: int, init_method: str | None = N
     dist.init_process_group(backend, init_method=init_method or "env://", rank=rank, world_size=world_size)
 
 
+def leave_tensor_parallel() -> None:
+    """Leave the process group, if joined. A process that exits still in it can abort at exit ("terminate called
+    without an active exception": the group's threads outlive the interpreter), after its work is done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shard_model(loaded: LoadedModel, rank: int, world_size: int) -> LoadedModel:
     """This rank's shard of `loaded` (the model is changed in place; the config says the per-rank head counts)."""
     config = loaded.config

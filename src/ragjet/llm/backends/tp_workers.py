@@ -60,4 +60,5 @@ def follow(settings_json: str, device: str, rank: int, init_method: str, load: L
     with torch.inference_mode():
         while (inputs := parallel.from_leader()) is not None:
             runner._forward(inputs)  # type: ignore[arg-type]
+    parallel.leave_tensor_parallel()
     log.info("tensor-parallel rank %d stopped", rank)

@@ -313,6 +313,7 @@ class ModelRunner:
         """Let tensor-parallel followers go (their loop ends on None)."""
         if self.leads:
             parallel.from_leader(None)
+            parallel.leave_tensor_parallel()
 
     def _forward(self, inputs: StepInputs) -> torch.Tensor:
         """Hidden states (N, hidden) of the step's scored rows (all T when nothing is scored)."""
