@@ -10,13 +10,11 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include <vector>
-
 #include "cpu_kernels.h"
 
 namespace {
 
-constexpr int64_t LINEARS = 4;  // per layer, each a (packed int4 weight, scales and zeros) pair: qkv, o, gate/up, down
+constexpr size_t LINEARS = 4;  // per layer, each a (packed int4 weight, scales and zeros) pair: qkv, o, gate/up, down
 
 at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales_and_zeros,
                        int64_t group_size) {
@@ -34,15 +32,14 @@ std::tuple<at::Tensor, at::Tensor> decode_layers(const at::Tensor& x, const at::
                                                  at::TensorList norms, at::TensorList linears, at::TensorList caches,
                                                  int64_t num_heads, int64_t num_kv_heads, int64_t group_size,
                                                  double eps, double scale) {
-  const int64_t layers = static_cast<int64_t>(norms.size()) / 2;
-  TORCH_CHECK(norms.size() == static_cast<size_t>(2 * layers) && linears.size() == static_cast<size_t>(2 * LINEARS * layers) &&
-                  caches.size() == static_cast<size_t>(2 * layers),
+  const size_t layers = norms.size() / 2;
+  TORCH_CHECK(norms.size() == 2 * layers && linears.size() == 2 * LINEARS * layers && caches.size() == 2 * layers,
               "decode_layers: 2 norms, 8 linear tensors and 2 caches per layer");
   TORCH_CHECK(x.dim() == 2 && layers > 0, "decode_layers: x must be (T, hidden) and there must be layers");
   const int64_t tokens = x.size(0), head_dim = caches[0].size(-1);
   const int64_t q_size = num_heads * head_dim, kv_size = num_kv_heads * head_dim;
   at::Tensor hidden = x, residual;
-  for (int64_t l = 0; l < layers; ++l) {
+  for (size_t l = 0; l < layers; ++l) {
     const at::Tensor* w = linears.data() + 2 * LINEARS * l;
     auto [h, summed] = ragjet::cpu::add_rms_norm(hidden, l == 0 ? std::nullopt : std::optional<at::Tensor>(residual),
                                                  norms[2 * l], eps);
